@@ -1,6 +1,6 @@
 import type { RequestIdVariables } from './middleware/request-id.ts';
 import type { AuthVariables } from './middleware/auth.ts';
-import type { CreditVariables } from './middleware/credit.ts';
+import type { CreditVariables } from './billing/middleware.ts';
 import type { RateLimitVariables } from './middleware/rate-limit.ts';
 import type { SessionVariables } from './middleware/session.ts';
 import type { ResponseCacheVariables } from './response-cache/middleware.ts';

@@ -10,7 +10,7 @@ import { ApiError, internalErrorBody, NotFoundError, type OpenAIErrorBody } from
 import { adminAuth } from './middleware/admin-auth.ts';
 import { auth } from './middleware/auth.ts';
 import { bodySize } from './middleware/body-size.ts';
-import { credit } from './middleware/credit.ts';
+import { credit } from './billing/middleware.ts';
 import { rateLimit } from './middleware/rate-limit.ts';
 import { requestId } from './middleware/request-id.ts';
 import { session } from './middleware/session.ts';
@@ -69,7 +69,7 @@ app.onError((err, c) => {
 export default app;
 
 // Durable Object classes must be exported from the main module (issue 7).
-export { OrgAccount } from './durable/org-account.ts';
+export { OrgAccount } from './billing/org-account.ts';
 export { PrefixRouter } from './durable/prefix-router.ts';
 export { ResponseCache } from './durable/response-cache.ts';
 export { RateLimiter } from './durable/rate-limiter.ts';

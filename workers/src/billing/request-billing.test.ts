@@ -1,10 +1,10 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import { reservationRecord } from '../db/credit.ts';
+import { reservationRecord } from './ledger.ts';
 import { createOrganization, database, grantCredit } from '../db/queries.ts';
-import type { EffectiveLimits } from '../db/limits.ts';
+import type { EffectiveLimits } from './limits/limit-settings.ts';
 import { ApiError } from '../errors.ts';
-import { PLANS, type Limits } from '../limits/plans.ts';
+import { PLANS, type Limits } from './limits/plans.ts';
 import { RequestBilling, type AdmitInput } from './request-billing.ts';
 
 // K2 list prices in µ$ per million tokens.

@@ -11,14 +11,14 @@
  * beyond this one request. The D1 reservation record is written off the request path (waitUntil).
  */
 import { costMicros, type Price } from '../../../shared/pricing.ts';
-import { closeReservation, insertReservation } from '../db/credit.ts';
-import type { EffectiveLimits } from '../db/limits.ts';
-import type { OrgAccount, Settlement } from '../durable/org-account.ts';
-import { DEFAULT_RESERVATION_TTL_MS } from '../durable/org-account.ts';
+import { closeReservation, insertReservation } from './ledger.ts';
+import type { EffectiveLimits } from './limits/limit-settings.ts';
+import type { OrgAccount, Settlement } from './org-account.ts';
+import { DEFAULT_RESERVATION_TTL_MS } from './org-account.ts';
 import type { RateLimiter } from '../durable/rate-limiter.ts';
 import { DuplicateRequestError, InsufficientCreditError, RateLimitError } from '../errors.ts';
-import type { Admission, WindowState } from '../limits/lease-window.ts';
-import { rateLimitHeaders, retryAfterSeconds } from '../limits/headers.ts';
+import type { Admission, WindowState } from './limits/lease-window.ts';
+import { rateLimitHeaders, retryAfterSeconds } from './limits/headers.ts';
 
 export interface AdmitInput {
   /** Tokens the edge will send (all of the prompt; cache hits are unknown until the node answers). */

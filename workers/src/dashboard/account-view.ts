@@ -3,8 +3,8 @@
  * the same Durable Objects that admit requests, so the dashboard shows exactly what the next
  * request will be measured against, not a copy that may lag.
  */
-import { limitsFor } from '../db/limits.ts';
-import type { WindowState } from '../limits/lease-window.ts';
+import { limitsFor } from '../billing/limits/limit-settings.ts';
+import type { WindowState } from '../billing/limits/lease-window.ts';
 
 export interface WindowView {
   rpm: number;

@@ -1,7 +1,7 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
-import type { Limits } from '../limits/plans.ts';
+import type { Limits } from '../billing/limits/plans.ts';
 import type { RateLimiter } from './rate-limiter.ts';
 
 const wide: Limits = { rpm: 10_000, tpm: 10_000_000, concurrency: 10_000 };

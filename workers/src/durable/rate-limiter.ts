@@ -9,10 +9,10 @@
  * Org-wide limits are enforced by `OrgAccount`, in the same atomic step as the credit reservation.
  */
 import { DurableObject } from 'cloudflare:workers';
-import type { Admission, WindowState } from '../limits/lease-window.ts';
-import { WINDOW_MS, type LeaseWindow } from '../limits/lease-window.ts';
-import type { Limits } from '../limits/plans.ts';
-import { openLeaseWindow } from './lease-table.ts';
+import type { Admission, WindowState } from '../billing/limits/lease-window.ts';
+import { WINDOW_MS, type LeaseWindow } from '../billing/limits/lease-window.ts';
+import type { Limits } from '../billing/limits/plans.ts';
+import { openLeaseWindow } from '../billing/limits/lease-table.ts';
 
 /** A lease still open after this long belongs to a request that crashed or hung: stop counting it. */
 export const DEFAULT_LEASE_TTL_MS = 15 * 60_000;

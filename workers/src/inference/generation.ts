@@ -8,7 +8,7 @@ import { PROTOCOL_VERSION, type SamplingParams } from '../../../shared/protocol.
 import { database, modelEntryAt, type ModelBackendRow, type ModelRow, type PriceRow } from '../db/queries.ts';
 import type { AppEnv } from '../env.ts';
 import { ContextLengthError, ModelNotFoundError, UpstreamUnavailableError } from '../errors.ts';
-import { UsageMeter, type MeterInfo } from '../metering/meter.ts';
+import { UsageMeter, type MeterInfo } from '../billing/meter.ts';
 import { cancelGeneration, type NodeGeneration } from '../node-client.ts';
 import { lookupResponse } from '../response-cache/lookup.ts';
 import { openRoutedGeneration } from '../routing/open.ts';

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
-import { limitsFor, type EffectiveLimits } from '../db/limits.ts';
+import { limitsFor, type EffectiveLimits } from '../billing/limits/limit-settings.ts';
 import type { AppEnv } from '../env.ts';
 
 export interface RateLimitVariables {

@@ -1,8 +1,8 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { adminFetch, createTenant } from '../../test/fixtures.ts';
-import { limitsFor } from '../db/limits.ts';
-import { DEFAULT_PLAN, PLANS } from '../limits/plans.ts';
+import { limitsFor } from '../billing/limits/limit-settings.ts';
+import { DEFAULT_PLAN, PLANS } from '../billing/limits/plans.ts';
 
 describe('admin API: rate limits', () => {
   it('starts from the default plan, then applies a plan and per-field overrides for the org and its key', async () => {

@@ -7,7 +7,7 @@
  */
 import { Hono } from 'hono';
 import { database, organizationExists } from '../db/queries.ts';
-import { keyOrg, limitsFor, setKeyLimits, setOrgLimits } from '../db/limits.ts';
+import { keyOrg, limitsFor, setKeyLimits, setOrgLimits } from '../billing/limits/limit-settings.ts';
 import type { AppEnv } from '../env.ts';
 import { NotFoundError } from '../errors.ts';
 import * as schemas from '../schemas/limits.ts';

@@ -1,6 +1,6 @@
 /** zod schemas for the admin API's rate-limit settings (issue 7). */
 import { z } from 'zod';
-import { PLAN_IDS } from '../limits/plans.ts';
+import { PLAN_IDS } from '../billing/limits/plans.ts';
 
 /** A set value overrides the plan default; null (or leaving it out) falls back to it. */
 const limit = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).nullish();

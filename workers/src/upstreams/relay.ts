@@ -14,7 +14,7 @@ import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import type { AppEnv } from '../env.ts';
 import { UpstreamError } from '../errors.ts';
 import { openAIUsage } from '../inference/usage.ts';
-import type { UsageMeter } from '../metering/meter.ts';
+import type { UsageMeter } from '../billing/meter.ts';
 import type { UpstreamStream } from './openai-client.ts';
 import { estimateUsage, generatedText, mapUpstreamUsage } from './usage.ts';
 

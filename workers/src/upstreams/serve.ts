@@ -19,7 +19,7 @@ import { completionChunks, textCompletion } from '../formats/completion.ts';
 import type { Generation, ModelTarget } from '../inference/generation.ts';
 import { samplingParams } from '../inference/sampling.ts';
 import { collect, sseResponse } from '../inference/stream.ts';
-import { UsageMeter } from '../metering/meter.ts';
+import { UsageMeter } from '../billing/meter.ts';
 import { cancelGeneration, type NodeGeneration } from '../node-client.ts';
 import { openRoutedGeneration } from '../routing/open.ts';
 import type { ChatCompletionRequest, CompletionRequest } from '../schemas/openai.ts';

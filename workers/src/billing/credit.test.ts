@@ -6,9 +6,9 @@ import { env } from 'cloudflare:test';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
 import { adminFetch, api, createTenant, eventually, useTestNode, type Tenant } from '../../test/fixtures.ts';
-import { ledgerBalance, reservationRecord } from '../db/credit.ts';
+import { ledgerBalance, reservationRecord } from './ledger.ts';
 import { database, priceAt, recordUsage, usageEventsForRequest } from '../db/queries.ts';
-import type { Statement } from '../billing/statement.ts';
+import type { Statement } from './statement.ts';
 
 const messages = [{ role: 'user', content: 'Count to three.' }];
 const chat = (t: Tenant, body: Record<string, unknown>) =>

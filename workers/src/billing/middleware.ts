@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
-import { RequestBilling } from '../billing/request-billing.ts';
+import { RequestBilling } from './request-billing.ts';
 import type { AppEnv } from '../env.ts';
 
 export interface CreditVariables {

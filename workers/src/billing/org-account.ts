@@ -13,11 +13,11 @@
  * late settlement has arrived, balance >= sum of open reservations.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { closeReservation, ledgerBalance } from '../db/credit.ts';
-import type { Admission, WindowState } from '../limits/lease-window.ts';
-import { WINDOW_MS, type LeaseWindow } from '../limits/lease-window.ts';
-import type { Limits } from '../limits/plans.ts';
-import { openLeaseWindow } from './lease-table.ts';
+import { closeReservation, ledgerBalance } from './ledger.ts';
+import type { Admission, WindowState } from './limits/lease-window.ts';
+import { WINDOW_MS, type LeaseWindow } from './limits/lease-window.ts';
+import type { Limits } from './limits/plans.ts';
+import { openLeaseWindow } from './limits/lease-table.ts';
 
 /** A reservation still open after this long belongs to a request that crashed or hung: release it. */
 export const DEFAULT_RESERVATION_TTL_MS = 15 * 60_000;

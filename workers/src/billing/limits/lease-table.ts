@@ -3,7 +3,7 @@
  * starts, written through on every change. `sql.exec` is synchronous, so persisting never opens
  * the input gate in the middle of an admission decision.
  */
-import { LeaseWindow, type Lease } from '../limits/lease-window.ts';
+import { LeaseWindow, type Lease } from './lease-window.ts';
 
 interface LeaseRow extends Record<string, SqlStorageValue> {
   id: string;

@@ -1,8 +1,8 @@
 /** D1 reads and writes of rate-limit settings (plan tiers + overrides per org and per key). */
 import { eq } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/d1';
-import { apiKeys, keyLimits, orgLimits } from '../../../shared/schema.ts';
-import { resolveLimits, type LimitOverrides, type Limits } from '../limits/plans.ts';
+import { apiKeys, keyLimits, orgLimits } from '../../../../shared/schema.ts';
+import { resolveLimits, type LimitOverrides, type Limits } from './plans.ts';
 
 export interface EffectiveLimits {
   plan: string | null;

@@ -1,9 +1,9 @@
 import { evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
-import { insertReservation, ledgerBalance, reservationRecord } from '../db/credit.ts';
+import { insertReservation, ledgerBalance, reservationRecord } from './ledger.ts';
 import { createOrganization, database, grantCredit } from '../db/queries.ts';
-import type { Limits } from '../limits/plans.ts';
+import type { Limits } from './limits/plans.ts';
 import type { OrgAccount } from './org-account.ts';
 
 const wide: Limits = { rpm: 10_000, tpm: 10_000_000, concurrency: 10_000 };
