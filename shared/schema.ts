@@ -101,6 +101,11 @@ export const usageEvents = sqliteTable(
     estimated: integer('estimated').notNull().default(0),
     /** Name of the backend that served it (model_backends.name); NULL for the default node pool. */
     backend: text('backend'),
+    /**
+     * Cost above what was billed: an upstream that reported more tokens than the edge reserved for.
+     * A request is never billed above its reservation; cost_micros is what was billed (= the debit).
+     */
+    overrunMicros: integer('overrun_micros').notNull().default(0),
   },
   (t) => [
     uniqueIndex('usage_events_request_uq').on(t.requestId),
@@ -224,4 +229,24 @@ export const modelBackends = sqliteTable(
     createdAt: integer('created_at').notNull(),
   },
   (t) => [uniqueIndex('model_backends_model_name_uq').on(t.modelId, t.name)],
+);
+
+/**
+ * Idempotency-Key records of admin writes that move money or mint keys (Stripe's rule): the same key
+ * with the same body replays the stored answer; with another body it is a 409. Kept 24 hours.
+ */
+export const idempotencyKeys = sqliteTable(
+  'idempotency_keys',
+  {
+    /** The route the key was used on ("POST /admin/credit"): one key per route. */
+    scope: text('scope').notNull(),
+    key: text('key').notNull(),
+    /** SHA-256 of the request body. */
+    requestHash: text('request_hash').notNull(),
+    /** The answer to replay (status + JSON body); secrets are never stored here. */
+    status: integer('status').notNull(),
+    responseBody: text('response_body').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [uniqueIndex('idempotency_keys_uq').on(t.scope, t.key), index('idempotency_keys_created_idx').on(t.createdAt)],
 );

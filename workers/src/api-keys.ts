@@ -26,6 +26,18 @@ export async function generateKey(): Promise<NewKey> {
   return { key, prefix: key.slice(0, PREFIX_LENGTH), hash: await sha256Hex(key) };
 }
 
+/**
+ * The key minted under Idempotency-Key `idempotencyKey`: HMAC-SHA-256 under the admin secret, so
+ * the same request always mints the same key and a retry can show it again without storing it.
+ */
+export async function deriveKey(secret: string, idempotencyKey: string): Promise<NewKey & { id: string }> {
+  const hmacKey = await crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  const mac = async (label: string) => new Uint8Array(await crypto.subtle.sign('HMAC', hmacKey, new TextEncoder().encode(`${label}\n${idempotencyKey}`)));
+  const key = KEY_PREFIX + toHex((await mac('api-key')).slice(0, 24));
+  const id = `key_${toHex((await mac('api-key-id')).slice(0, 8))}`;
+  return { key, prefix: key.slice(0, PREFIX_LENGTH), hash: await sha256Hex(key), id };
+}
+
 export async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
   return toHex(new Uint8Array(digest));

@@ -241,3 +241,17 @@ export class PayloadTooLargeError extends ApiError {
     this.name = 'PayloadTooLargeError';
   }
 }
+
+/** An Idempotency-Key reused with a different body, or while its first request is still running. */
+export class IdempotencyConflictError extends ApiError {
+  constructor(reason: 'different_body' | 'in_progress') {
+    super(
+      409,
+      reason === 'different_body'
+        ? 'This Idempotency-Key was already used with a different request body. Use a new key for a new request.'
+        : 'A request with this Idempotency-Key is still being processed. Retry after it finishes.',
+      { type: 'invalid_request_error', param: 'Idempotency-Key', code: 'idempotency_key_conflict' },
+    );
+    this.name = 'IdempotencyConflictError';
+  }
+}

@@ -1,17 +1,21 @@
 /**
- * The edge worker: requestId → auth → rateLimit → credit → routes, one onError for every failure.
- * rateLimit + credit (issue 7) admit a request against the key's and org's limits and reserve its
- * worst-case cost in the org's Durable Object; metering (metering/meter.ts) settles it.
+ * The edge worker: requestId → bodySize → auth → requestBilling → responseCache → routes, one
+ * onError for every failure. The routes admit a request (billing/: key and org limits and the
+ * worst-case credit hold, one Durable Object call) once they have tokenized it; the meter settles it
+ * and the usage queue writes its row. Also the queue consumer and the scheduled reconciliation.
  */
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import { requestBilling } from './billing/middleware.ts';
+import { reconcile } from './billing/reconcile.ts';
+import { consumeUsage, type UsageMessage } from './billing/usage-queue.ts';
+import { trimIdempotencyKeys } from './billing/idempotency.ts';
+import { bumpReadCacheVersion } from './db/read-cache.ts';
 import type { AppEnv } from './env.ts';
 import { ApiError, internalErrorBody, NotFoundError, type OpenAIErrorBody } from './errors.ts';
 import { adminAuth } from './middleware/admin-auth.ts';
 import { auth } from './middleware/auth.ts';
 import { bodySize } from './middleware/body-size.ts';
-import { credit } from './billing/middleware.ts';
-import { rateLimit } from './middleware/rate-limit.ts';
 import { requestId } from './middleware/request-id.ts';
 import { session } from './middleware/session.ts';
 import { responseCache } from './response-cache/middleware.ts';
@@ -28,14 +32,16 @@ import { usage } from './routes/usage.ts';
 const app = new Hono<AppEnv>();
 
 app.use(requestId());
-// Oversized bodies are refused before anything reads, parses or tokenizes them (issue 12).
+// Oversized bodies are refused before anything reads, parses or tokenizes them.
 app.use('/v1/*', bodySize());
 app.use('/v1/*', auth());
-app.use('/v1/*', rateLimit());
-app.use('/v1/*', credit());
+app.use('/v1/*', requestBilling());
 // Opt-in exact-match response cache (x-response-cache: use); marks x-response-cache-status.
 app.use('/v1/*', responseCache());
 app.use('/admin/*', adminAuth());
+// Keys, limits, prices, nodes and backends are cached per isolate: a write drops this isolate's copy.
+app.use('/admin/*', invalidateReadsOnWrite());
+app.use('/dashboard/api/*', invalidateReadsOnWrite());
 app.use('/dashboard/api/*', session());
 
 app.get('/health', (c) => c.json({ ok: true }));
@@ -66,10 +72,29 @@ app.onError((err, c) => {
   return c.json(internalErrorBody(id), 500);
 });
 
-export default app;
+/** After a successful admin write, this isolate forgets its cached reads (db/read-cache.ts). */
+function invalidateReadsOnWrite(): MiddlewareHandler<AppEnv> {
+  return async function invalidateReadsOnWrite(c, next) {
+    await next();
+    if (c.req.method !== 'GET' && c.res.status < 400) bumpReadCacheVersion();
+  };
+}
+
+export default {
+  fetch: app.fetch,
+  /** Usage rows and ledger debits, in batches (billing/usage-queue.ts). */
+  async queue(batch, env) {
+    await consumeUsage(batch as MessageBatch<UsageMessage>, env);
+  },
+  /** Every org's object against its ledger; drift is logged for the operator (and served at /admin/reconcile). */
+  async scheduled(_controller, env, ctx) {
+    ctx.waitUntil(trimIdempotencyKeys(env.DB));
+    const result = await reconcile(env);
+    for (const o of result.drifted) console.error(`reconcile: org ${o.orgId} object ${o.objectMicros} µ$ vs ledger ${o.ledgerMicros} µ$ (open reservations ${o.openReservations})`);
+  },
+} satisfies ExportedHandler<Env>;
 
 // Durable Object classes must be exported from the main module (issue 7).
 export { OrgAccount } from './billing/org-account.ts';
 export { PrefixRouter } from './durable/prefix-router.ts';
 export { ResponseCache } from './durable/response-cache.ts';
-export { RateLimiter } from './durable/rate-limiter.ts';

@@ -1,6 +1,7 @@
 import { env } from 'cloudflare:test';
 import { inject, expect, it } from 'vitest';
-import { database, usageEventsForRequest } from './db/queries.ts';
+import { database } from './db/queries.ts';
+import { usageEventsForRequest } from './billing/ledger.ts';
 import { adminFetch, api, createTenant, eventually } from '../test/fixtures.ts';
 
 const chat = { model: 'k2-tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 };

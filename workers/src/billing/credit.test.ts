@@ -7,7 +7,8 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
 import { adminFetch, api, createTenant, eventually, useTestNode, type Tenant } from '../../test/fixtures.ts';
 import { ledgerBalance, reservationRecord } from './ledger.ts';
-import { database, priceAt, recordUsage, usageEventsForRequest } from '../db/queries.ts';
+import { database, priceAt } from '../db/queries.ts';
+import { recordUsage, usageEventsForRequest } from './ledger.ts';
 import type { Statement } from './statement.ts';
 
 const messages = [{ role: 'user', content: 'Count to three.' }];

@@ -1,10 +1,17 @@
 /**
- * D1 reads and writes of the credit ledger made on behalf of `OrgAccount`.
- * The ledger is the durable record; the object's balance is a mirror built from it once.
+ * The D1 side of the money: the credit ledger (grants and usage debits), the usage rows, and the
+ * reservation records. Every movement is a row with a unique id; a balance is a sum over rows.
+ * The org's Durable Object (org-account.ts) is a mirror of that sum that reconcile.ts checks.
  */
-import { and, eq, ne, sql } from 'drizzle-orm';
+import { and, eq, inArray, ne, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/d1';
-import { creditLedger, creditReservations } from '../../../shared/schema.ts';
+import { creditLedger, creditReservations, usageEvents } from '../../../shared/schema.ts';
+
+export type UsageEventRow = typeof usageEvents.$inferSelect;
+export type NewUsageEvent = typeof usageEvents.$inferInsert;
+
+type Db = ReturnType<typeof drizzle>;
+const db = (d1: D1Database | Db): Db => ('batch' in d1 && 'select' in d1 ? d1 : drizzle(d1 as D1Database));
 
 export interface LedgerBalance {
   balanceMicros: number;
@@ -13,8 +20,8 @@ export interface LedgerBalance {
 }
 
 /** The org's balance as the sum of its ledger, and the last row it covers. */
-export async function ledgerBalance(db: D1Database, orgId: string): Promise<LedgerBalance> {
-  const [row] = await drizzle(db)
+export async function ledgerBalance(d1: D1Database | Db, orgId: string): Promise<LedgerBalance> {
+  const [row] = await db(d1)
     .select({
       balanceMicros: sql<number>`coalesce(sum(${creditLedger.amountMicros}), 0)`,
       throughId: sql<number>`coalesce(max(${creditLedger.id}), 0)`,
@@ -22,6 +29,92 @@ export async function ledgerBalance(db: D1Database, orgId: string): Promise<Ledg
     .from(creditLedger)
     .where(eq(creditLedger.orgId, orgId));
   return { balanceMicros: Number(row.balanceMicros), throughId: Number(row.throughId) };
+}
+
+export async function creditBalance(d1: D1Database | Db, orgId: string): Promise<number> {
+  return (await ledgerBalance(d1, orgId)).balanceMicros;
+}
+
+/** Every org's ledger sum in one query (reconciliation). */
+export async function ledgerBalances(d1: D1Database | Db): Promise<Map<string, number>> {
+  const rows = await db(d1)
+    .select({ orgId: creditLedger.orgId, balanceMicros: sql<number>`coalesce(sum(${creditLedger.amountMicros}), 0)` })
+    .from(creditLedger)
+    .groupBy(creditLedger.orgId);
+  return new Map(rows.map((r) => [r.orgId, Number(r.balanceMicros)]));
+}
+
+/**
+ * Writes a grant row and returns its id: the org's Durable Object applies each grant row once, by
+ * this id. With `entryId` (e.g. "grant:<Idempotency-Key>") the row is unique on it: a second call
+ * writes nothing and returns the first row's id, so a retried grant is never doubled.
+ */
+export async function grantCredit(d1: D1Database | Db, orgId: string, amountMicros: number, note: string, entryId?: string): Promise<number> {
+  const d = db(d1);
+  const [row] = await d
+    .insert(creditLedger)
+    .values({ orgId, amountMicros, kind: 'grant', note, requestId: entryId ?? null, createdAt: Date.now() })
+    .onConflictDoNothing()
+    .returning({ id: creditLedger.id });
+  if (row) return row.id;
+  const [first] = await d.select({ id: creditLedger.id }).from(creditLedger).where(eq(creditLedger.requestId, entryId!));
+  return first.id;
+}
+
+export async function ledgerEntryForRequest(d1: D1Database | Db, requestId: string) {
+  const rows = await db(d1).select().from(creditLedger).where(eq(creditLedger.requestId, requestId));
+  return rows[0];
+}
+
+export async function usageEventsForRequest(d1: D1Database | Db, requestId: string): Promise<UsageEventRow[]> {
+  return db(d1).select().from(usageEvents).where(eq(usageEvents.requestId, requestId));
+}
+
+/**
+ * Writes usage rows with their ledger debits (−cost_micros, the amount the org's object charged)
+ * and closes their reservation records, all in one D1 batch (one transaction). Every insert is
+ * unique on request_id and does nothing on conflict, so a replay — a queue redelivery, a retried
+ * write whose answer was lost — can never bill twice. Returns the request ids this call wrote.
+ */
+export async function recordUsageBatch(d1: D1Database | Db, events: NewUsageEvent[]): Promise<Set<string>> {
+  if (events.length === 0) return new Set();
+  const d = db(d1);
+  const statements = events.flatMap((event) => [
+    d.insert(usageEvents).values(event).onConflictDoNothing().returning({ requestId: usageEvents.requestId }),
+    d
+      .insert(creditLedger)
+      .values({
+        orgId: event.orgId,
+        amountMicros: -event.costMicros,
+        kind: 'usage',
+        requestId: event.requestId,
+        note: `${event.endpoint} ${event.modelId}`,
+        createdAt: event.finishedAt,
+      })
+      .onConflictDoNothing(),
+    d
+      .update(creditReservations)
+      .set({ status: 'settled', chargedMicros: event.costMicros, settledAt: event.finishedAt })
+      .where(and(eq(creditReservations.requestId, event.requestId), ne(creditReservations.status, 'settled'))),
+  ]);
+  const results = (await d.batch(statements as [(typeof statements)[number], ...(typeof statements)[number][]])) as unknown[];
+  const written = new Set<string>();
+  for (let i = 0; i < results.length; i += 3) {
+    for (const r of results[i] as { requestId: string }[]) written.add(r.requestId);
+  }
+  return written;
+}
+
+/** One row: true when this call wrote it. */
+export async function recordUsage(d1: D1Database | Db, event: NewUsageEvent): Promise<boolean> {
+  return (await recordUsageBatch(d1, [event])).has(event.requestId);
+}
+
+/** The request ids of `ids` that already have a usage row. */
+export async function recordedRequestIds(d1: D1Database | Db, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db(d1).select({ requestId: usageEvents.requestId }).from(usageEvents).where(inArray(usageEvents.requestId, ids));
+  return new Set(rows.map((r) => r.requestId));
 }
 
 export interface ReservationRecord {
@@ -34,8 +127,8 @@ export interface ReservationRecord {
 }
 
 /** Records a reservation the org's object granted. A replay of the same request id changes nothing. */
-export async function insertReservation(db: D1Database, r: ReservationRecord): Promise<void> {
-  await drizzle(db)
+export async function insertReservation(d1: D1Database | Db, r: ReservationRecord): Promise<void> {
+  await db(d1)
     .insert(creditReservations)
     .values({ ...r, status: 'open' })
     .onConflictDoNothing();
@@ -46,13 +139,13 @@ export async function insertReservation(db: D1Database, r: ReservationRecord): P
  * A settle may still follow an expiry (the request did finish, late), never the other way round.
  */
 export async function closeReservation(
-  db: D1Database,
+  d1: D1Database | Db,
   requestId: string,
   status: 'settled' | 'expired',
   chargedMicros: number,
   at: number,
 ): Promise<void> {
-  await drizzle(db)
+  await db(d1)
     .update(creditReservations)
     .set({ status, chargedMicros, settledAt: at })
     .where(
@@ -63,7 +156,7 @@ export async function closeReservation(
     );
 }
 
-export async function reservationRecord(db: D1Database, requestId: string) {
-  const rows = await drizzle(db).select().from(creditReservations).where(eq(creditReservations.requestId, requestId));
+export async function reservationRecord(d1: D1Database | Db, requestId: string) {
+  const rows = await db(d1).select().from(creditReservations).where(eq(creditReservations.requestId, requestId));
   return rows[0] ?? null;
 }

@@ -1,11 +1,17 @@
 /**
- * Per-request usage meter: counts what was actually sent to the client and writes the request's
- * usage_event + ledger debit exactly once, whichever way the request ends (finished, cancelled by
- * the client, failed). Cost uses the price row fixed at the request's start (shared/pricing.ts).
+ * Per-request usage meter: counts what was actually sent to the client and records the request
+ * exactly once, whichever way it ends (finished, cancelled by the client, failed). Cost uses the
+ * price row fixed at the request's start (shared/pricing.ts).
+ *
+ * Recording = settle with the org's object (which decides the charge: at most the reservation),
+ * then hand the usage row to the usage queue (usage-queue.ts), which writes it and its ledger debit
+ * to D1 in batches, off the request path. A settle the object did not answer is left to the queue.
  */
 import { costMicros, type TokenCounts } from '../../../shared/pricing.ts';
 import type { FinishReason, Usage } from '../../../shared/protocol.ts';
-import { recordUsage, type Db, type PriceRow } from '../db/queries.ts';
+import type { PriceRow } from '../db/queries.ts';
+import type { RequestBilling } from './request-billing.ts';
+import { enqueueUsage, type UsageMessage } from './usage-queue.ts';
 
 export type UsageStatus = 'completed' | 'cancelled' | 'failed';
 
@@ -18,32 +24,24 @@ export interface MeterInfo {
   /** The price in force when the request started; a later price change does not touch it. */
   price: PriceRow;
   startedAt: number;
-  /**
-   * Called once, after this meter wrote the row (not when a replay found it written): the credit
-   * middleware settles its reservation here with the final cost.
-   */
-  onRecorded?: (costMicros: number, tokens: TokenCounts) => Promise<unknown>;
 }
-
-/** Settles the request's credit reservation at its real cost (`RequestBilling.settle`). */
-export type Settle = (costMicros: number, tokens: number) => Promise<unknown>;
 
 export class UsageMeter {
   readonly info: MeterInfo;
-  private readonly db: Db;
-  private readonly settle: Settle | undefined;
+  private readonly env: Env;
+  private readonly billing: Pick<RequestBilling, 'settle'>;
   private promptTokens: number;
   private cachedTokens = 0;
   private completionTokens = 0;
   /** Upstream engines (workers/src/upstreams/): which backend served, and whether counts are our estimate. */
   private backend: string | null = null;
   private estimated = false;
-  private written: Promise<boolean> | undefined;
+  private recorded: Promise<UsageMessage> | undefined;
 
   /** `promptTokens` is the edge's own count, used until the node reports its start event. */
-  constructor(db: Db, info: MeterInfo, promptTokens: number, settle?: Settle) {
-    this.db = db;
-    this.settle = settle;
+  constructor(env: Env, info: MeterInfo, promptTokens: number, billing: Pick<RequestBilling, 'settle'>) {
+    this.env = env;
+    this.billing = billing;
     this.info = info;
     this.promptTokens = promptTokens;
   }
@@ -77,62 +75,55 @@ export class UsageMeter {
    * Records the request once; later calls return the first call's promise. For a finished request
    * the node's final usage is authoritative; for a cancelled one, only the tokens the client was
    * sent count (the node may have generated a few more that never left the worker).
+   * Resolves to what was handed to the usage queue.
    */
-  finish(status: UsageStatus, finishReason: FinishReason | null, nodeUsage?: Usage): Promise<boolean> {
-    if (this.written) return this.written;
+  finish(status: UsageStatus, finishReason: FinishReason | null, nodeUsage?: Usage): Promise<UsageMessage> {
+    if (this.recorded) return this.recorded;
     if (nodeUsage && status !== 'cancelled') {
       this.promptTokens = nodeUsage.prompt_tokens;
       this.cachedTokens = nodeUsage.cached_tokens;
       this.completionTokens = nodeUsage.completion_tokens;
     }
     const tokens = { promptTokens: this.promptTokens, cachedTokens: this.cachedTokens, completionTokens: this.completionTokens };
-    this.written = this.write(status, finishReason, tokens);
-    return this.written;
+    this.recorded = this.record(status, finishReason, tokens);
+    return this.recorded;
   }
 
-  private async write(status: UsageStatus, finishReason: FinishReason | null, tokens: TokenCounts): Promise<boolean> {
+  private async record(status: UsageStatus, finishReason: FinishReason | null, tokens: TokenCounts): Promise<UsageMessage> {
     const { requestId, orgId, keyId, modelId, endpoint, price, startedAt } = this.info;
     const cost = costMicros(price, tokens);
-    // The org's object charges the same cost the ledger row records, and releases the rest of the hold.
-    const settled = this.settle?.(cost, tokens.promptTokens + tokens.completionTokens);
-    const event = {
-      requestId,
-      orgId,
-      keyId,
-      modelId,
-      endpoint,
-      ...tokens,
-      priceId: price.id,
-      costMicros: cost,
-      status,
-      finishReason,
-      startedAt,
-      finishedAt: Date.now(),
-      estimated: this.estimated ? 1 : 0,
-      backend: this.backend,
+    const message: UsageMessage = {
+      event: {
+        requestId,
+        orgId,
+        keyId,
+        modelId,
+        endpoint,
+        ...tokens,
+        priceId: price.id,
+        costMicros: cost,
+        status,
+        finishReason,
+        startedAt,
+        finishedAt: Date.now(),
+        estimated: this.estimated ? 1 : 0,
+        backend: this.backend,
+      },
+      tokens: tokens.promptTokens + tokens.completionTokens,
+      charge: null,
     };
-    const written = retryWrite(`usage ${requestId}`, () => recordUsage(this.db, event));
-    const [wrote] = await Promise.all([written, settled]);
-    return wrote;
-  }
-}
-
-/**
- * Backoff between attempts at the usage write. A D1 write can fail transiently (an overloaded or
- * restarting database); losing it would leave tokens unbilled while the org's object has already
- * charged them. recordUsage is idempotent on request_id, so retrying a write that did land (its
- * answer lost) changes nothing. About 4 s in all, well inside waitUntil's 30 s after the response.
- */
-const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000];
-
-async function retryWrite<T>(what: string, write: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
+    // The object decides the charge (at most what was reserved) and releases the hold at once, so
+    // the org's credit and limits are free again before the row is even written.
     try {
-      return await write();
+      const settlement = await this.billing.settle(cost, message.tokens);
+      // Never admitted: nothing was reserved, so nothing can be charged.
+      message.charge = settlement
+        ? { chargedMicros: settlement.chargedMicros, overrunMicros: settlement.overrunMicros }
+        : { chargedMicros: 0, overrunMicros: cost };
     } catch (err) {
-      if (attempt >= RETRY_DELAYS_MS.length) throw err;
-      console.warn(`${what}: D1 write failed (attempt ${attempt + 1}), retrying: ${String(err)}`);
-      await new Promise((r) => setTimeout(r, RETRY_DELAYS_MS[attempt]));
+      console.warn(`settle ${requestId}: left to the usage queue: ${String(err)}`);
     }
+    await enqueueUsage(this.env, message);
+    return message;
   }
 }

@@ -2,29 +2,36 @@
  * OrgAccount: one Durable Object per organisation (`idFromName(orgId)`), holding
  *   - a mirror of the org's prepaid balance (built once from the D1 credit ledger, then kept here),
  *   - the open credit reservations of its in-flight requests,
- *   - the org-wide rate-limit window,
+ *   - the sliding rate-limit windows of the org and of each of its keys,
  *   - settlement records, so a retried settle or a reused request id never bills twice.
  *
  * Why an object and not D1 alone: "balance never below zero" across concurrent requests needs
  * check-and-reserve to be one atomic step. Every public method decides synchronously (SQLite
  * storage calls are synchronous), so no two calls can interleave between reading and writing.
+ * The key's limits live here too (keys belong to one org), so admitting a request — key limits,
+ * org limits and the credit hold — is one call and one decision: nothing is half-taken.
  *
- * Money is integer micro-dollars. The invariant after every method: balance >= 0 and, while no
- * late settlement has arrived, balance >= sum of open reservations.
+ * Money is integer micro-dollars. What a settle charges is decided here and only here:
+ *   charged = min(real cost, reserved amount, balance)
+ * The reservation is the worst case at admission, so the cap only bites when an upstream reports
+ * more tokens than the edge counted; the difference is returned as `overrunMicros` and recorded on
+ * the usage row, and the D1 ledger debits exactly `charged` (see meter.ts). So both stores apply the
+ * same number and neither can go below zero.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { closeReservation, ledgerBalance } from './ledger.ts';
 import type { Admission, WindowState } from './limits/lease-window.ts';
-import { WINDOW_MS, type LeaseWindow } from './limits/lease-window.ts';
+import { WINDOW_MS } from './limits/lease-window.ts';
 import type { Limits } from './limits/plans.ts';
-import { openLeaseWindow } from './limits/lease-table.ts';
+import { LeaseWindows } from './limits/lease-table.ts';
 
 /** A reservation still open after this long belongs to a request that crashed or hung: release it. */
 export const DEFAULT_RESERVATION_TTL_MS = 15 * 60_000;
 /**
  * Settlement records older than this are dropped here. Request ids are made by the worker, so a
- * repeat settle only comes from retries within a request's life (minutes, at most the TTL); the D1
- * ledger's unique request_id guards the durable record beyond that.
+ * repeat settle only comes from retries within a request's life (minutes, at most the TTL) or from
+ * the usage queue's redeliveries (bounded by its retry budget); the D1 ledger's unique request_id
+ * guards the durable record beyond that.
  */
 const SETTLEMENT_RETENTION_MS = 24 * 3600_000;
 
@@ -45,39 +52,42 @@ export interface AccountState {
   openReservations: number;
 }
 
-export interface ReserveInput {
+export interface AdmitInput {
   orgId: string;
   requestId: string;
   keyId: string;
   /** Worst-case cost: prompt tokens at the cache-miss price + max_tokens at the output price. */
   amountMicros: number;
+  /** Worst-case tokens for the TPM windows: prompt + max_tokens. */
+  tokens: number;
+  /** The limits in force (plan defaults + admin overrides) for the org and for this key. */
+  limits: { org: Limits; key: Limits };
   ttlMs?: number;
 }
 
-export interface AdmitInput extends ReserveInput {
-  /** The org's limits (plan defaults + admin overrides). */
-  limits: Limits;
-  /** Worst-case tokens for the TPM window: prompt + max_tokens. */
-  tokens: number;
-}
-
-export type ReserveResult =
-  | { ok: true; reservation: Reservation; account: AccountState }
-  | { ok: false; error: 'insufficient_credit'; requiredMicros: number; account: AccountState }
-  /** The request id was already reserved (in flight) or settled: a retry must not be billed again. */
-  | { ok: false; error: 'duplicate_request'; status: 'in_flight' | 'settled'; account: AccountState };
-
 export type AdmitResult =
-  | (Extract<ReserveResult, { ok: true }> & { rate: WindowState })
-  | Extract<ReserveResult, { ok: false }>
-  | { ok: false; error: 'rate_limited'; admission: Extract<Admission, { ok: false }>; account: AccountState };
+  | { ok: true; reservation: Reservation; account: AccountState; rates: WindowState[] }
+  | { ok: false; error: 'insufficient_credit'; requiredMicros: number; account: AccountState }
+  /** The worst case is not an amount the ledger can hold (past 2^53 µ$): nothing is decided. */
+  | { ok: false; error: 'unreservable'; message: string; account: AccountState }
+  /** The request id was already admitted (in flight) or settled: a retry must not be billed again. */
+  | { ok: false; error: 'duplicate_request'; status: 'in_flight' | 'settled'; account: AccountState }
+  | {
+      ok: false;
+      error: 'rate_limited';
+      scope: 'key' | 'organization';
+      admission: Extract<Admission, { ok: false }>;
+      /** Every window that applies (the refusing one first), for the x-ratelimit-* headers. */
+      states: WindowState[];
+      account: AccountState;
+    };
 
 export interface SettleInput {
   orgId: string;
   requestId: string;
   /** Real cost of what was produced (cancelled and failed requests included). */
   costMicros: number;
-  /** Real prompt + completion tokens, for the org's TPM window; null if unknown. */
+  /** Real prompt + completion tokens, for the TPM windows; null if unknown. */
   tokens: number | null;
 }
 
@@ -86,25 +96,36 @@ export interface Settlement {
   /** 'settled': this call charged. 'duplicate': an earlier call already did; nothing changed. */
   status: 'settled' | 'duplicate';
   reservedMicros: number;
+  /** What the ledger must debit: min(cost, reserved, balance), the same on every replay. */
   chargedMicros: number;
-  /** Cost that could not be charged because the balance ran out (only when cost > reservation). */
-  shortfallMicros: number;
+  /** Cost above what was charged (an upstream that counted more than was reserved). */
+  overrunMicros: number;
   account: AccountState;
+}
+
+/** The object's side of a reconciliation: its balance and what it has not finished yet. */
+export interface MirrorState extends AccountState {
+  /** Ledger rows up to this id were summed when the mirror was built. */
+  ledgerThroughId: number;
+  /** Ledger grant rows applied since, by id. */
+  grantIds: number[];
 }
 
 interface Account {
   orgId: string;
   balanceMicros: number;
-  /** Ledger rows up to this id are included in the balance; grants are applied once by id. */
   ledgerThroughId: number;
 }
 
 type Row = Record<string, SqlStorageValue>;
 
+const ORG_WINDOW = 'org';
+const keyWindow = (keyId: string) => `key:${keyId}`;
+
 export class OrgAccount extends DurableObject<Env> {
   #account: Account | null = null;
   readonly #reservations = new Map<string, Reservation>();
-  #window!: LeaseWindow;
+  #windows!: LeaseWindows;
   #alarmAt: number | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -119,7 +140,7 @@ export class OrgAccount extends DurableObject<Env> {
         created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)`);
       sql.exec(`CREATE TABLE IF NOT EXISTS settlements (
         request_id TEXT PRIMARY KEY, reserved_micros INTEGER NOT NULL, charged_micros INTEGER NOT NULL,
-        outcome TEXT NOT NULL, settled_at INTEGER NOT NULL,
+        overrun_micros INTEGER NOT NULL DEFAULT 0, outcome TEXT NOT NULL, settled_at INTEGER NOT NULL,
         -- 0 until an expiry has been written to the D1 reservation record (by the alarm)
         recorded INTEGER NOT NULL DEFAULT 1)`);
       sql.exec(`CREATE TABLE IF NOT EXISTS grants (ledger_id INTEGER PRIMARY KEY, amount_micros INTEGER NOT NULL)`);
@@ -140,48 +161,86 @@ export class OrgAccount extends DurableObject<Env> {
           expiresAt: Number(r.expires_at),
         });
       }
-      this.#window = openLeaseWindow(sql, 'org_leases');
+      this.#windows = new LeaseWindows(sql, 'window_leases');
       this.#alarmAt = await ctx.storage.getAlarm();
     });
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Public methods (called over RPC by the credit and rate-limit middleware, or directly by tests)
+  // Public methods (called over RPC by billing/request-billing.ts and the usage queue, or by tests)
 
-  /** Org rate limits and credit in one atomic step: a 402 never uses a rate slot, a 429 never holds credit. */
+  /**
+   * Key limits, org limits and the credit hold in one atomic step: a 402 never uses a rate slot, a
+   * 429 never holds credit, and a refusal (or a throw) leaves nothing taken.
+   */
   async admit(input: AdmitInput): Promise<AdmitResult> {
+    // Checked before anything is taken, so a bad input cannot leave a lease behind.
     await this.#ready(input.orgId);
+    if (!Number.isSafeInteger(input.amountMicros) || input.amountMicros < 0) {
+      return { ok: false, error: 'unreservable', message: `amountMicros must be a non-negative safe integer, got ${input.amountMicros}`, account: this.#state() };
+    }
+    if (!Number.isSafeInteger(input.tokens) || input.tokens < 0) {
+      return { ok: false, error: 'unreservable', message: `tokens must be a non-negative safe integer, got ${input.tokens}`, account: this.#state() };
+    }
     const now = Date.now();
     const ttlMs = input.ttlMs ?? DEFAULT_RESERVATION_TTL_MS;
     const duplicate = this.#duplicate(input.requestId);
     if (duplicate) return duplicate;
-    const admission = this.#window.tryAcquire(input.requestId, input.tokens, input.limits, now, ttlMs);
-    if (!admission.ok) return { ok: false, error: 'rate_limited', admission, account: this.#state() };
-    const reserved = this.#reserve(input, now, ttlMs);
-    if (!reserved.ok) this.#window.cancel(input.requestId);
-    await this.#scheduleAlarm();
-    return reserved.ok ? { ...reserved, rate: admission.state } : reserved;
-  }
 
-  /** Credit only: holds `amountMicros` for the request if the available balance covers it. */
-  async reserve(input: ReserveInput): Promise<ReserveResult> {
-    await this.#ready(input.orgId);
-    const result = this.#duplicate(input.requestId) ?? this.#reserve(input, Date.now(), input.ttlMs ?? DEFAULT_RESERVATION_TTL_MS);
+    const key = this.#windows.get(keyWindow(input.keyId));
+    const org = this.#windows.get(ORG_WINDOW);
+    const keyAdmission = key.tryAcquire(input.requestId, input.tokens, input.limits.key, now, ttlMs);
+    if (!keyAdmission.ok) {
+      return this.#rateLimited('key', keyAdmission, [org.state(input.limits.org, now)]);
+    }
+    const orgAdmission = org.tryAcquire(input.requestId, input.tokens, input.limits.org, now, ttlMs);
+    if (!orgAdmission.ok) {
+      key.cancel(input.requestId);
+      return this.#rateLimited('organization', orgAdmission, [key.state(input.limits.key, now)]);
+    }
+    this.#expire(now);
+    const state = this.#state();
+    if (input.amountMicros > state.availableMicros) {
+      key.cancel(input.requestId);
+      org.cancel(input.requestId);
+      return { ok: false, error: 'insufficient_credit', requiredMicros: input.amountMicros, account: state };
+    }
+    const reservation: Reservation = {
+      requestId: input.requestId,
+      keyId: input.keyId,
+      amountMicros: input.amountMicros,
+      createdAt: now,
+      expiresAt: now + ttlMs,
+    };
+    this.#reservations.set(reservation.requestId, reservation);
+    this.ctx.storage.sql.exec(
+      'INSERT INTO reservations (request_id, key_id, amount_micros, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
+      reservation.requestId,
+      reservation.keyId,
+      reservation.amountMicros,
+      reservation.createdAt,
+      reservation.expiresAt,
+    );
     await this.#scheduleAlarm();
-    return result;
+    return { ok: true, reservation, account: this.#state(), rates: [keyAdmission.state, orgAdmission.state] };
   }
 
   /**
-   * The request ended (finished, cancelled or failed): charge its real cost, release the rest of
-   * its reservation, close its org lease. Idempotent: a second settle of the same id is a no-op.
-   * A settle after the reservation expired still charges (the tokens were produced), never below zero.
+   * The request ended (finished, cancelled or failed): charge min(cost, reserved, balance), release
+   * the rest of its reservation, close its leases with the real token count. Idempotent: a second
+   * settle of the same id changes nothing and returns the first one's charge, so the usage queue can
+   * ask again after a lost answer and write the same debit. A settle after the reservation expired
+   * still charges (the tokens were produced), within what was reserved and what is left.
    */
   async settle(input: SettleInput): Promise<Settlement> {
+    if (!Number.isSafeInteger(input.costMicros) || input.costMicros < 0) {
+      throw new RangeError(`costMicros must be a non-negative integer, got ${input.costMicros}`);
+    }
     const account = await this.#ready(input.orgId);
     const now = Date.now();
     const sql = this.ctx.storage.sql;
     const previous = sql
-      .exec<Row>('SELECT reserved_micros, charged_micros, outcome FROM settlements WHERE request_id = ?', input.requestId)
+      .exec<Row>('SELECT reserved_micros, charged_micros, overrun_micros, outcome FROM settlements WHERE request_id = ?', input.requestId)
       .toArray()[0];
     if (previous && previous.outcome !== 'expired') {
       return {
@@ -189,33 +248,30 @@ export class OrgAccount extends DurableObject<Env> {
         status: 'duplicate',
         reservedMicros: Number(previous.reserved_micros),
         chargedMicros: Number(previous.charged_micros),
-        shortfallMicros: 0,
+        overrunMicros: Number(previous.overrun_micros),
         account: this.#state(),
       };
     }
     const reservation = this.#reservations.get(input.requestId);
+    // A request never admitted here reserved nothing, so it can be charged nothing.
     const reservedMicros = reservation?.amountMicros ?? Number(previous?.reserved_micros ?? 0);
     // Releasing this reservation first means its own hold never stands in the way of its charge.
     if (reservation) this.#dropReservation(input.requestId);
-    const chargedMicros = Math.min(input.costMicros, account.balanceMicros);
+    const chargedMicros = Math.min(input.costMicros, reservedMicros, account.balanceMicros);
+    const overrunMicros = input.costMicros - chargedMicros;
     this.#setBalance(account.balanceMicros - chargedMicros);
     sql.exec(
-      `INSERT OR REPLACE INTO settlements (request_id, reserved_micros, charged_micros, outcome, settled_at)
-       VALUES (?, ?, ?, 'settled', ?)`,
+      `INSERT OR REPLACE INTO settlements (request_id, reserved_micros, charged_micros, overrun_micros, outcome, settled_at)
+       VALUES (?, ?, ?, ?, 'settled', ?)`,
       input.requestId,
       reservedMicros,
       chargedMicros,
+      overrunMicros,
       now,
     );
-    this.#window.finish(input.requestId, input.tokens);
-    return {
-      requestId: input.requestId,
-      status: 'settled',
-      reservedMicros,
-      chargedMicros,
-      shortfallMicros: input.costMicros - chargedMicros,
-      account: this.#state(),
-    };
+    this.#windows.get(ORG_WINDOW).finish(input.requestId, input.tokens);
+    if (reservation) this.#windows.get(keyWindow(reservation.keyId)).finish(input.requestId, input.tokens);
+    return { requestId: input.requestId, status: 'settled', reservedMicros, chargedMicros, overrunMicros, account: this.#state() };
   }
 
   /** Adds credit from ledger row `ledgerId` (already written to D1). Applied at most once per row. */
@@ -236,9 +292,26 @@ export class OrgAccount extends DurableObject<Env> {
     return this.#state();
   }
 
-  rateState(limits: Limits): WindowState {
-    this.#window.prune(Date.now());
-    return this.#window.state(limits, Date.now());
+  /** What reconciliation compares with the D1 ledger. */
+  async mirror(orgId: string): Promise<MirrorState> {
+    const account = await this.#ready(orgId);
+    this.#expire(Date.now());
+    const grantIds = this.ctx.storage.sql.exec<Row>('SELECT ledger_id FROM grants ORDER BY ledger_id').toArray().map((r) => Number(r.ledger_id));
+    return { ...this.#state(), ledgerThroughId: account.ledgerThroughId, grantIds };
+  }
+
+  /** The org's window, and the key's when `keyId` is given, as the dashboard shows them. */
+  rateState(limits: { org: Limits; key?: Limits }, keyId?: string): { org: WindowState; key: WindowState | null } {
+    const now = Date.now();
+    const org = this.#windows.get(ORG_WINDOW);
+    org.prune(now);
+    let key: WindowState | null = null;
+    if (keyId !== undefined && limits.key) {
+      const window = this.#windows.get(keyWindow(keyId));
+      window.prune(now);
+      key = window.state(limits.key, now);
+    }
+    return { org: org.state(limits.org, now), key };
   }
 
   getReservation(requestId: string): Reservation | null {
@@ -254,7 +327,7 @@ export class OrgAccount extends DurableObject<Env> {
     const now = Date.now();
     const sql = this.ctx.storage.sql;
     this.#expire(now);
-    this.#window.prune(now);
+    this.#windows.prune(now);
     sql.exec('DELETE FROM settlements WHERE settled_at < ? AND recorded = 1', now - SETTLEMENT_RETENTION_MS);
     const unrecorded = sql.exec<Row>("SELECT request_id, settled_at FROM settlements WHERE recorded = 0").toArray();
     for (const r of unrecorded) {
@@ -287,7 +360,7 @@ export class OrgAccount extends DurableObject<Env> {
     return account;
   }
 
-  #duplicate(requestId: string): Extract<ReserveResult, { error: 'duplicate_request' }> | null {
+  #duplicate(requestId: string): Extract<AdmitResult, { error: 'duplicate_request' }> | null {
     if (this.#reservations.has(requestId)) {
       return { ok: false, error: 'duplicate_request', status: 'in_flight', account: this.#state() };
     }
@@ -296,32 +369,12 @@ export class OrgAccount extends DurableObject<Env> {
     return null;
   }
 
-  #reserve(input: ReserveInput, now: number, ttlMs: number): ReserveResult {
-    if (!Number.isSafeInteger(input.amountMicros) || input.amountMicros < 0) {
-      throw new RangeError(`amountMicros must be a non-negative integer, got ${input.amountMicros}`);
-    }
-    this.#expire(now);
-    const state = this.#state();
-    if (input.amountMicros > state.availableMicros) {
-      return { ok: false, error: 'insufficient_credit', requiredMicros: input.amountMicros, account: state };
-    }
-    const reservation: Reservation = {
-      requestId: input.requestId,
-      keyId: input.keyId,
-      amountMicros: input.amountMicros,
-      createdAt: now,
-      expiresAt: now + ttlMs,
-    };
-    this.#reservations.set(reservation.requestId, reservation);
-    this.ctx.storage.sql.exec(
-      'INSERT INTO reservations (request_id, key_id, amount_micros, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
-      reservation.requestId,
-      reservation.keyId,
-      reservation.amountMicros,
-      reservation.createdAt,
-      reservation.expiresAt,
-    );
-    return { ok: true, reservation, account: this.#state() };
+  #rateLimited(
+    scope: 'key' | 'organization',
+    admission: Extract<Admission, { ok: false }>,
+    others: WindowState[],
+  ): Extract<AdmitResult, { error: 'rate_limited' }> {
+    return { ok: false, error: 'rate_limited', scope, admission, states: [admission.state, ...others], account: this.#state() };
   }
 
   /** Stale reservations release their hold and are recorded as 'expired' (charged 0 unless settled later). */
@@ -366,7 +419,7 @@ export class OrgAccount extends DurableObject<Env> {
   async #scheduleAlarm(): Promise<void> {
     let next: number | null = null;
     for (const r of this.#reservations.values()) if (next === null || r.expiresAt < next) next = r.expiresAt;
-    const leaseChange = this.#window.nextChangeAt();
+    const leaseChange = this.#windows.nextChangeAt();
     if (next === null && leaseChange !== null) next = Math.max(leaseChange, Date.now() + WINDOW_MS);
     // Expiries found between alarms (by a call) still have to reach D1: wake now.
     if (this.ctx.storage.sql.exec('SELECT 1 FROM settlements WHERE recorded = 0 LIMIT 1').toArray().length > 0) next = Date.now();
@@ -375,3 +428,4 @@ export class OrgAccount extends DurableObject<Env> {
     await this.ctx.storage.setAlarm(next);
   }
 }
+

@@ -1,29 +1,27 @@
 /**
- * The billing side of one request: admission before it reaches a GPU node, settlement when it ends.
+ * The billing side of one request: admission before it reaches a backend, settlement when it ends.
  *
- *   admit  → the key's RateLimiter (key rpm / tpm / concurrency), then the org's OrgAccount
- *            (org rpm / tpm / concurrency and the credit reservation, in one atomic step).
- *            Worst case held = prompt tokens at the cache-miss price + max_tokens at the output
- *            price, so no answer can cost more than what was reserved.
- *   settle → the real cost (from the meter) is charged, the rest released, the leases closed.
+ *   admit  → one call to the org's OrgAccount: the key's and the org's rpm / tpm / concurrency and
+ *            the credit reservation, decided in one atomic step. Worst case held = prompt tokens at
+ *            the cache-miss price + max_tokens at the output price.
+ *   settle → the object charges min(real cost, reserved, balance) and returns that amount, which is
+ *            what the ledger debits (meter.ts); the rest is released, the leases closed.
  *
- * Both objects are exact across every edge instance; nothing here is kept in isolate memory
- * beyond this one request. The D1 reservation record is written off the request path (waitUntil).
+ * A settle that fails (the object unreachable for a moment) is not remembered as done: the next
+ * call tries again, and the usage queue settles whatever the request path could not.
  */
 import { costMicros, type Price } from '../../../shared/pricing.ts';
-import { closeReservation, insertReservation } from './ledger.ts';
+import { DuplicateRequestError, InsufficientCreditError, InvalidRequestError, RateLimitError } from '../errors.ts';
+import { insertReservation } from './ledger.ts';
+import { rateLimitHeaders, retryAfterSeconds } from './limits/headers.ts';
 import type { EffectiveLimits } from './limits/limit-settings.ts';
 import type { OrgAccount, Settlement } from './org-account.ts';
 import { DEFAULT_RESERVATION_TTL_MS } from './org-account.ts';
-import type { RateLimiter } from '../durable/rate-limiter.ts';
-import { DuplicateRequestError, InsufficientCreditError, RateLimitError } from '../errors.ts';
-import type { Admission, WindowState } from './limits/lease-window.ts';
-import { rateLimitHeaders, retryAfterSeconds } from './limits/headers.ts';
 
 export interface AdmitInput {
   /** Tokens the edge will send (all of the prompt; cache hits are unknown until the node answers). */
   promptTokens: number;
-  /** The max_tokens the node will be given. */
+  /** The max_tokens the backend will be given. */
   maxTokens: number;
   price: Price;
 }
@@ -34,34 +32,47 @@ export interface RequestParty {
   keyId: string;
 }
 
+/** How often the request path tries a settle before leaving it to the usage queue. */
+const SETTLE_ATTEMPTS = 3;
+const SETTLE_BACKOFF_MS = 50;
+
+export function orgAccount(env: Env, orgId: string): DurableObjectStub<OrgAccount> {
+  return env.ORG_ACCOUNT.get(env.ORG_ACCOUNT.idFromName(orgId));
+}
+
 export class RequestBilling {
   readonly party: RequestParty;
-  /** May still be loading (the rate-limit middleware starts the read); admit() waits for it. */
-  readonly limits: Promise<EffectiveLimits>;
   /** x-ratelimit-* for the response, once admitted (or refused by a rate limit). */
   headers: Record<string, string> = {};
   readonly #env: Env;
+  readonly #limits: () => Promise<EffectiveLimits>;
   readonly #waitUntil: (p: Promise<unknown>) => void;
   readonly #ttlMs: number;
   #admitted = false;
+  #reservedMicros = 0;
   #settled: Promise<Settlement | null> | undefined;
 
   constructor(
     env: Env,
     party: RequestParty,
-    limits: EffectiveLimits | Promise<EffectiveLimits>,
+    limits: EffectiveLimits | (() => Promise<EffectiveLimits>),
     waitUntil: (p: Promise<unknown>) => void,
     ttlMs = DEFAULT_RESERVATION_TTL_MS,
   ) {
     this.#env = env;
     this.party = party;
-    this.limits = Promise.resolve(limits);
+    this.#limits = typeof limits === 'function' ? limits : () => Promise.resolve(limits);
     this.#waitUntil = waitUntil;
     this.#ttlMs = ttlMs;
   }
 
   get admitted(): boolean {
     return this.#admitted;
+  }
+
+  /** The amount held for this request: no settle can charge more. */
+  get reservedMicros(): number {
+    return this.#reservedMicros;
   }
 
   /** Worst-case cost in µ$: every prompt token a cache miss, every allowed output token produced. */
@@ -73,66 +84,69 @@ export class RequestBilling {
     );
   }
 
-  /** Throws RateLimitError (429), InsufficientCreditError (402) or DuplicateRequestError (409). */
+  /** Throws RateLimitError (429), InsufficientCreditError (402), DuplicateRequestError (409) or InvalidRequestError (400). */
   async admit(input: AdmitInput): Promise<void> {
     const { requestId, orgId, keyId } = this.party;
     const tokens = input.promptTokens + input.maxTokens;
     const amountMicros = RequestBilling.worstCaseMicros(input);
-    const limits = await this.limits;
-
-    const key = this.#keyLimiter();
-    const keyAdmission = await key.acquire(requestId, tokens, limits.key, this.#ttlMs);
-    if (!keyAdmission.ok) throw this.#rateLimited('key', keyAdmission, []);
-
-    const org = this.#orgAccount();
-    const result = await org.admit({ orgId, requestId, keyId, amountMicros, limits: limits.org, tokens, ttlMs: this.#ttlMs });
+    const limits = await this.#limits();
+    const org = orgAccount(this.#env, orgId);
+    let result;
+    try {
+      result = await org.admit({ orgId, requestId, keyId, amountMicros, tokens, limits: { org: limits.org, key: limits.key }, ttlMs: this.#ttlMs });
+    } catch (err) {
+      // The call failed without an answer: the object may have admitted before the connection was
+      // lost. Settling at zero releases whatever it took (and is a no-op if it took nothing).
+      this.#waitUntil(org.settle({ orgId, requestId, costMicros: 0, tokens: 0 }).catch(() => undefined));
+      throw err;
+    }
     if (!result.ok) {
-      // The org refused: the key's slot goes back, as if this request never came (unless the key
-      // object had already seen this id, which then belongs to the earlier attempt).
-      if (!keyAdmission.duplicate) this.#waitUntil(key.cancel(requestId));
-      if (result.error === 'rate_limited') throw this.#rateLimited('organization', result.admission, [keyAdmission.state]);
+      if (result.error === 'rate_limited') {
+        const { admission } = result;
+        this.headers = { ...rateLimitHeaders(result.states), 'retry-after': retryAfterSeconds(admission.retryAfterMs) };
+        throw new RateLimitError(result.scope, admission.reason, admission.tooLarge, this.headers);
+      }
       if (result.error === 'duplicate_request') throw new DuplicateRequestError(requestId);
+      if (result.error === 'unreservable') {
+        throw new InvalidRequestError('The worst-case cost of this request is too large to reserve: lower max_tokens.', 'max_tokens');
+      }
       throw new InsufficientCreditError();
     }
     this.#admitted = true;
-    this.headers = rateLimitHeaders([keyAdmission.state, result.rate]);
-    const { reservation } = result;
-    this.#waitUntil(insertReservation(this.#env.DB, { orgId, ...reservation }));
+    this.#reservedMicros = result.reservation.amountMicros;
+    this.headers = rateLimitHeaders(result.rates);
+    this.#waitUntil(insertReservation(this.#env.DB, { orgId, ...result.reservation }));
   }
 
   /**
-   * Charges the real cost and releases the rest of the reservation; closes both leases with the
-   * real token count. Idempotent (the objects are): a second call returns the first call's promise.
-   * Returns null when the request was never admitted (nothing was reserved).
+   * Charges the real cost (capped at the reservation) and releases the rest; closes the leases with
+   * the real token count. Resolves to the object's settlement (null when never admitted), or rejects
+   * when the object could not be reached after a few tries; a later call tries again.
    */
   settle(costMicros: number, tokens: number): Promise<Settlement | null> {
-    this.#settled ??= this.#settle(costMicros, tokens);
+    if (!this.#settled) {
+      const attempt = this.#settle(costMicros, tokens);
+      this.#settled = attempt;
+      // A failure is not the answer: forget it so the next call (or the queue) asks again.
+      attempt.catch(() => {
+        if (this.#settled === attempt) this.#settled = undefined;
+      });
+    }
     return this.#settled;
   }
 
   async #settle(costMicros: number, tokens: number): Promise<Settlement | null> {
     if (!this.#admitted) return null;
     const { requestId, orgId } = this.party;
-    const [settlement] = await Promise.all([
-      this.#orgAccount().settle({ orgId, requestId, costMicros, tokens }),
-      this.#keyLimiter().finish(requestId, tokens),
-    ]);
-    if (settlement.status === 'settled') {
-      await closeReservation(this.#env.DB, requestId, 'settled', settlement.chargedMicros, Date.now());
+    const org = orgAccount(this.#env, orgId);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await org.settle({ orgId, requestId, costMicros, tokens });
+      } catch (err) {
+        if (attempt >= SETTLE_ATTEMPTS) throw err;
+        console.warn(`settle ${requestId} failed (attempt ${attempt}), retrying: ${String(err)}`);
+        await new Promise((r) => setTimeout(r, SETTLE_BACKOFF_MS * 2 ** (attempt - 1)));
+      }
     }
-    return settlement;
-  }
-
-  #rateLimited(scope: 'key' | 'organization', admission: Extract<Admission, { ok: false }>, others: WindowState[]) {
-    this.headers = { ...rateLimitHeaders([admission.state, ...others]), 'retry-after': retryAfterSeconds(admission.retryAfterMs) };
-    return new RateLimitError(scope, admission.reason, admission.tooLarge, this.headers);
-  }
-
-  #keyLimiter(): DurableObjectStub<RateLimiter> {
-    return this.#env.RATE_LIMITER.get(this.#env.RATE_LIMITER.idFromName(`key:${this.party.keyId}`));
-  }
-
-  #orgAccount(): DurableObjectStub<OrgAccount> {
-    return this.#env.ORG_ACCOUNT.get(this.#env.ORG_ACCOUNT.idFromName(this.party.orgId));
   }
 }

@@ -41,11 +41,9 @@ export async function accountView(env: Env, orgId: string, keyId: string | null)
   // '' matches no key row, so it resolves the org plan's per-key defaults (as routes/limits.ts does).
   const limits = await limitsFor(env.DB, orgId, keyId ?? '');
   const org = env.ORG_ACCOUNT.get(env.ORG_ACCOUNT.idFromName(orgId));
-  const [account, orgWindow, keyWindow] = await Promise.all([
-    org.account(orgId),
-    org.rateState(limits.org),
-    keyId === null ? null : env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`key:${keyId}`)).state(limits.key),
-  ]);
+  const [account, windows] = await Promise.all([org.account(orgId), org.rateState(limits, keyId ?? undefined)]);
+  const orgWindow = windows.org;
+  const keyWindow = windows.key;
   return {
     org_id: orgId,
     plan: limits.plan,

@@ -2,7 +2,7 @@ import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { adminFetch } from '../../test/fixtures.ts';
 import { backendRows, insertBackend } from '../upstreams/backends.ts';
-import { database, getModel, insertPrice, listModels, modelEntryAt, nodeUrlsForPool, priceAt, registerNode } from './queries.ts';
+import { database, getModel, insertPrice, listModels, modelEntry, priceInForce, nodeUrlsForPool, priceAt, registerNode } from './queries.ts';
 
 describe('prices', () => {
   it('ships the seeded catalogue at Moonshot list prices (µ$ per million tokens)', async () => {
@@ -41,7 +41,7 @@ describe('prices', () => {
   });
 });
 
-describe('modelEntryAt (the request path\'s one catalogue round trip)', () => {
+describe('modelEntry (the request path\'s one catalogue round trip)', () => {
   it('returns what the separate reads return: the model, the price in force at `at`, its pool\'s nodes, its backends', async () => {
     const db = database(env.DB);
     const model = (await getModel(db, 'kimi-k2-thinking'))!;
@@ -55,18 +55,19 @@ describe('modelEntryAt (the request path\'s one catalogue round trip)', () => {
     await insertBackend(db, { modelId: model.id, name: 'first', kind: 'pool', priority: 1, pool: model.pool, createdAt });
     await insertBackend(db, { modelId: 'k2-tiny', name: 'not-ours', kind: 'pool', priority: 0, pool: 'k2-tiny', createdAt });
 
+    const entry = (await modelEntry(db, model.id))!;
     for (const at of [t1 - 1, t1, t1 + 1]) {
-      const entry = (await modelEntryAt(db, model.id, at))!;
       expect(entry.model).toEqual(model);
       // Exact at the boundary: the new price from effective_from on, never a millisecond early.
-      expect(entry.price).toEqual(await priceAt(db, model.id, at));
-      expect(entry.price!.output).toBe(at < t1 ? 2_500_000 : 9_000_000);
+      const price = priceInForce(entry.prices, at);
+      expect(price).toEqual(await priceAt(db, model.id, at));
+      expect(price!.output).toBe(at < t1 ? 2_500_000 : 9_000_000);
       expect(entry.poolNodeUrls).toEqual(await nodeUrlsForPool(db, model.pool));
       expect(entry.poolNodeUrls.slice(-2)).toEqual(['http://node-b:9000', 'http://node-a:9000']);
       expect(entry.poolNodeUrls).not.toContain('http://elsewhere:9000');
       expect(entry.backends).toEqual(await backendRows(db, model.id));
       expect(entry.backends.map((b) => b.name)).toEqual(['first', 'later']);
     }
-    expect(await modelEntryAt(db, 'no-such-model', t1)).toBeUndefined();
+    expect(await modelEntry(db, 'no-such-model')).toBeUndefined();
   });
 });

@@ -1,7 +1,8 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
-import { createOrganization, database, priceAt, recordUsage } from './queries.ts';
+import { recordUsage } from '../billing/ledger.ts';
+import { createOrganization, database, priceAt } from './queries.ts';
 import { BUCKET_MS, dailyUsageLines, recentRequests, usageBreakdown, usageSummary, usageTimeseries, type Totals } from './usage-stats.ts';
 
 const T0 = Date.UTC(2026, 9, 1);

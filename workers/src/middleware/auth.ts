@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import { hashesEqual, KEY_PREFIX, PREFIX_LENGTH, sha256Hex, type Scope } from '../api-keys.ts';
-import { database, keysByPrefix } from '../db/queries.ts';
+import { cachedKeysByPrefix } from '../db/read-cache.ts';
 import { InvalidApiKeyError, MissingApiKeyError, RevokedApiKeyError, ScopeError } from '../errors.ts';
 import type { AppEnv } from '../env.ts';
 
@@ -10,8 +10,9 @@ export interface AuthVariables {
 }
 
 /**
- * Authenticates `Authorization: Bearer sk-...` against the hashed keys in D1.
- * 401 when the header is missing or the key unknown; 403 when it is revoked or expired.
+ * Authenticates `Authorization: Bearer sk-...` against the hashed keys in D1 (cached in the isolate:
+ * db/read-cache.ts states how soon a revocation is seen). 401 when the header is missing or the key
+ * unknown; 403 when it is revoked or expired.
  *
  * @example
  * app.use('/v1/*', auth())
@@ -26,7 +27,7 @@ export function auth({ now = () => Date.now() }: { now?: () => number } = {}): M
 
     // The prefix narrows the rows; the hash comparison (constant time) is what authenticates.
     const hash = await sha256Hex(presented);
-    const candidates = await keysByPrefix(database(c.env.DB), presented.slice(0, PREFIX_LENGTH));
+    const candidates = (await cachedKeysByPrefix(c.env, presented.slice(0, PREFIX_LENGTH))) ?? [];
     const row = candidates.find((k) => hashesEqual(k.hash, hash));
     if (!row) throw new InvalidApiKeyError();
     if (row.revokedAt !== null) throw new RevokedApiKeyError('revoked');

@@ -1,7 +1,8 @@
 import { env } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
-import { database, ledgerEntryForRequest, priceAt, usageEventsForRequest } from '../db/queries.ts';
+import { database, priceAt } from '../db/queries.ts';
+import { ledgerEntryForRequest, usageEventsForRequest } from '../billing/ledger.ts';
 import { api, createTenant, eventually, useTestNode, type Tenant } from '../../test/fixtures.ts';
 
 interface ChatBody {

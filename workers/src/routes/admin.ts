@@ -1,24 +1,25 @@
 /**
- * Admin API (behind adminAuth): organizations, keys, credit, prices, GPU nodes, usage lookup.
- * Money is integer micro-dollars; times are epoch milliseconds.
+ * Admin API (behind adminAuth): organizations, keys, credit, prices, GPU nodes, usage lookup and
+ * reconciliation. Money is integer micro-dollars; times are epoch milliseconds. Credit grants and
+ * key creation take an Idempotency-Key header (billing/idempotency.ts).
  */
 import { Hono } from 'hono';
-import { DEFAULT_SCOPES, generateKey } from '../api-keys.ts';
+import { DEFAULT_SCOPES, deriveKey, generateKey } from '../api-keys.ts';
+import { idempotent } from '../billing/idempotency.ts';
+import { creditBalance, grantCredit, ledgerEntryForRequest, usageEventsForRequest } from '../billing/ledger.ts';
+import { reconcile } from '../billing/reconcile.ts';
+import { orgAccount } from '../billing/request-billing.ts';
 import {
   createOrganization,
-  creditBalance,
   database,
   getModel,
-  grantCredit,
   insertApiKey,
   insertPrice,
-  ledgerEntryForRequest,
   organizationExists,
   priceAt,
   registerNode,
   removeNode,
   revokeApiKey,
-  usageEventsForRequest,
 } from '../db/queries.ts';
 import type { AppEnv } from '../env.ts';
 import { InvalidRequestError, ModelNotFoundError, NotFoundError } from '../errors.ts';
@@ -34,12 +35,16 @@ export const admin = new Hono<AppEnv>()
     return c.json({ id, name }, 201);
   })
 
-  .post('/keys', jsonBody(schemas.createKey), async (c) => {
+  .post('/keys', idempotent({ replay: 'rerun' }), jsonBody(schemas.createKey), async (c) => {
     const body = c.req.valid('json');
     const db = database(c.env.DB);
     if (!(await organizationExists(db, body.org_id))) throw new NotFoundError(`organization '${body.org_id}'`);
-    const { key, prefix, hash } = await generateKey();
-    const id = `key_${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`;
+    // Under an Idempotency-Key the key is derived from it, so a retry answers with the same key
+    // without the secret ever being stored; the insert below then finds its row already there.
+    const idem = c.var.idempotencyKey;
+    const { key, prefix, hash, id } = idem
+      ? await deriveKey(c.env.ADMIN_TOKEN, idem)
+      : { ...(await generateKey()), id: `key_${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}` };
     const scopes = body.scopes ?? [...DEFAULT_SCOPES];
     await insertApiKey(db, {
       id,
@@ -61,14 +66,17 @@ export const admin = new Hono<AppEnv>()
     return c.json({ id, revoked: true });
   })
 
-  .post('/credit', jsonBody(schemas.grantCredit), async (c) => {
+  .post('/credit', idempotent({ replay: 'stored' }), jsonBody(schemas.grantCredit), async (c) => {
     const { org_id, amount_micros, note } = c.req.valid('json');
     const db = database(c.env.DB);
     if (!(await organizationExists(db, org_id))) throw new NotFoundError(`organization '${org_id}'`);
-    const ledgerId = await grantCredit(db, org_id, amount_micros, note ?? '');
-    // The org's object mirrors the ledger for reservations: it applies this row once, by id.
-    await c.env.ORG_ACCOUNT.get(c.env.ORG_ACCOUNT.idFromName(org_id)).grant(org_id, ledgerId, amount_micros);
-    return c.json({ org_id, balance_micros: await creditBalance(db, org_id) }, 201);
+    // Under an Idempotency-Key the ledger row is unique on it: a retry finds the first row.
+    const idem = c.var.idempotencyKey;
+    const ledgerId = await grantCredit(db, org_id, amount_micros, note ?? '', idem ? `grant:${idem}` : undefined);
+    // The org's object mirrors the ledger for reservations: it applies this row once, by id. If
+    // this call fails the answer is a 500 and a retry with the same key completes the grant.
+    await orgAccount(c.env, org_id).grant(org_id, ledgerId, amount_micros);
+    return c.json({ org_id, ledger_id: ledgerId, balance_micros: await creditBalance(db, org_id) }, 201);
   })
 
   .get('/organizations/:id/balance', async (c) => {
@@ -113,6 +121,20 @@ export const admin = new Hono<AppEnv>()
     const { pool, url } = c.req.valid('json');
     if (!(await removeNode(database(c.env.DB), pool, url.replace(/\/+$/, '')))) throw new NotFoundError(`node ${url} in '${pool}'`);
     return c.json({ pool, url, removed: true });
+  })
+
+  /** Every org's object against its D1 ledger (or one org's, ?org_id=): drift and open reservations. */
+  .get('/reconcile', async (c) => {
+    const orgId = c.req.query('org_id');
+    const result = await reconcile(c.env, orgId ? [orgId] : undefined);
+    const view = (o: (typeof result.orgs)[number]) => ({
+      org_id: o.orgId,
+      ledger_micros: o.ledgerMicros,
+      object_micros: o.objectMicros,
+      drift_micros: o.driftMicros,
+      open_reservations: o.openReservations,
+    });
+    return c.json({ checked_at: result.checkedAt, orgs: result.orgs.map(view), drifted: result.drifted.map(view), ok: result.drifted.length === 0 });
   })
 
   .get('/usage/:requestId', async (c) => {

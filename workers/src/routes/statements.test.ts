@@ -3,7 +3,8 @@ import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
 import type { Statement } from '../billing/statement.ts';
-import { createOrganization, database, grantCredit, priceAt, recordUsage } from '../db/queries.ts';
+import { createOrganization, database, priceAt } from '../db/queries.ts';
+import { grantCredit, recordUsage } from '../billing/ledger.ts';
 
 const ADMIN = { authorization: 'Bearer test-admin-token' };
 const NOV = Date.UTC(2026, 10, 1);

@@ -2,7 +2,8 @@ import { env, SELF } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
 import { createTenant } from '../../test/fixtures.ts';
-import { database, priceAt, recordUsage } from '../db/queries.ts';
+import { database, priceAt } from '../db/queries.ts';
+import { recordUsage } from '../billing/ledger.ts';
 
 const BASE = 'https://edge.test';
 

@@ -8,7 +8,7 @@
  */
 import { k2TinyTokenizer, renderChat } from '../../../shared/tokenizer/index.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
-import type { ModelRow } from '../db/queries.ts';
+import type { ModelTarget } from '../inference/generation.ts';
 import { ContextLengthError, UpstreamUnavailableError } from '../errors.ts';
 import { edgeTokenizer } from '../inference/tokenizers.ts';
 import type { ChatCompletionRequest, CompletionRequest } from '../schemas/openai.ts';
@@ -29,12 +29,17 @@ export interface CountedPrompt {
   exact: boolean;
 }
 
-export function countPrompt(model: ModelRow, req: UpstreamRequest): CountedPrompt {
+/**
+ * Counts the prompt of `req` for `target`. A model served only by our pool (no configured backends)
+ * needs this edge's exact vocabulary: without it the answer is a 503 before anything is admitted.
+ */
+export function countPrompt(target: Pick<ModelTarget, 'model' | 'backends'>, req: UpstreamRequest): CountedPrompt {
+  const { model } = target;
   let bundled: { tokenizer: Tokenizer; thinking: boolean } | null = null;
   try {
     bundled = edgeTokenizer(model);
   } catch (err) {
-    if (!(err instanceof UpstreamUnavailableError)) throw err;
+    if (!(err instanceof UpstreamUnavailableError) || target.backends.length === 0) throw err;
   }
   const tokenizer = bundled?.tokenizer ?? k2TinyTokenizer();
   let promptTokenIds: number[];

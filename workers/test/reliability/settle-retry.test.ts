@@ -10,7 +10,8 @@
  */
 import { env } from 'cloudflare:test';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { database, recordUsage, usageEventsForRequest } from '../../src/db/queries.ts';
+import { database } from '../../src/db/queries.ts';
+import { recordUsage, usageEventsForRequest } from '../../src/billing/ledger.ts';
 import { adminFetch, api, createTenant, eventually, useTestNode, type Tenant } from '../fixtures.ts';
 
 let tenant: Tenant;

@@ -7,7 +7,8 @@
  */
 import { env } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { database, usageEventsForRequest } from '../../src/db/queries.ts';
+import { database } from '../../src/db/queries.ts';
+import { usageEventsForRequest } from '../../src/billing/ledger.ts';
 import { api, createTenant, eventually, useTestNode, type Tenant } from '../fixtures.ts';
 
 let tenant: Tenant;

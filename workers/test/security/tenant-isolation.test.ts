@@ -6,7 +6,8 @@
 import { env, SELF } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
-import { database, priceAt, recordUsage } from '../../src/db/queries.ts';
+import { database, priceAt } from '../../src/db/queries.ts';
+import { recordUsage } from '../../src/billing/ledger.ts';
 import { adminFetch, api, createTenant, eventually, useTestNode, type Tenant } from '../fixtures.ts';
 
 const BASE = 'https://edge.test';

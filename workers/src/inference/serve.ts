@@ -1,83 +1,93 @@
 /**
- * Serves a request through the model's configured backends (issue 11), when it has any: admit the
- * request once, try the backends in order (failover.ts), then stream or return what the accepting
- * backend produced. A model with no model_backends rows is not handled here (the route goes on to
- * the default node pool), so deployments without upstreams behave exactly as before.
+ * The one serving path of an admitted request: try the model's backends in order (failover.ts) —
+ * our GPU node pool is one backend kind, OpenAI-compatible engines (vLLM, SGLang, hosted APIs) the
+ * other; a model with no model_backends rows is served by its default pool — then stream or return
+ * what the accepting backend produced.
  *
- * One request = one reservation, one meter, one usage row, however many backends were tried: the
- * meter is created before the first attempt and finishes once, with zero tokens when all failed.
+ * One request = one reservation (taken by the route before calling this), one meter, one usage row,
+ * however many backends were tried: the meter finishes once, with zero tokens when all failed.
  */
 import type { Context } from 'hono';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import { chatStopTokenIds } from '../../../shared/tokenizer/index.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
+import { UsageMeter } from '../billing/meter.ts';
 import { database, nodeUrlsForPool } from '../db/queries.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, UpstreamUnavailableError } from '../errors.ts';
 import { chatChunks, chatCompletion } from '../formats/chat.ts';
 import { completionChunks, textCompletion } from '../formats/completion.ts';
-import type { Generation, ModelTarget } from '../inference/generation.ts';
-import { samplingParams } from '../inference/sampling.ts';
-import { collect, sseResponse } from '../inference/stream.ts';
-import { UsageMeter } from '../billing/meter.ts';
 import { cancelGeneration, type NodeGeneration } from '../node-client.ts';
+import { lookupResponse } from '../response-cache/lookup.ts';
 import { openRoutedGeneration } from '../routing/open.ts';
 import type { ChatCompletionRequest, CompletionRequest } from '../schemas/openai.ts';
-import { attemptOrder, type Backend } from './backends.ts';
-import { AllBackendsFailed, AttemptError, firstAccepting } from './failover.ts';
-import { openStream, requestJson, resolveApiKey, type UpstreamStream } from './openai-client.ts';
-import { countPrompt, type UpstreamRequest } from './prompt.ts';
-import { relayJson, relayStream, type RelayContext } from './relay.ts';
+import { attemptOrder, type Backend } from '../upstreams/backends.ts';
+import { AllBackendsFailed, AttemptError, firstAccepting } from '../upstreams/failover.ts';
+import { openStream, requestJson, resolveApiKey, type UpstreamStream } from '../upstreams/openai-client.ts';
+import type { CountedPrompt, UpstreamRequest } from '../upstreams/prompt.ts';
+import { relayJson, relayStream, type RelayContext } from '../upstreams/relay.ts';
+import type { Generation, ModelTarget } from './generation.ts';
+import { samplingParams } from './sampling.ts';
+import { collect, sseResponse } from './stream.ts';
 
-/** The response header naming the backend that served the request. */
+/** The response header naming the backend that served the request (configured backends only). */
 export const BACKEND_HEADER = 'x-backend';
 
 /** What an accepted backend hands back: our node's event stream, an upstream SSE stream, or a whole JSON answer. */
-type Opened = { kind: 'node'; node: NodeGeneration } | { kind: 'stream'; stream: UpstreamStream } | { kind: 'json'; body: Record<string, unknown> };
+type Opened =
+  | { kind: 'node'; node: NodeGeneration; replayed: boolean }
+  | { kind: 'stream'; stream: UpstreamStream }
+  | { kind: 'json'; body: Record<string, unknown> };
 
-/** The Response, or undefined when the model has no backends configured (use the default pool). */
-export async function serveViaBackends(c: Context<AppEnv>, target: ModelTarget, startedAt: number, req: UpstreamRequest): Promise<Response | undefined> {
-  // The rows came with the model (resolveModel's one D1 round trip).
-  if (target.backends.length === 0) return undefined;
-  const db = database(c.env.DB);
-  const backends = attemptOrder(target.backends);
+/** The backends to try: the configured rows in their order, or the model's own pool. */
+function backendsFor(target: ModelTarget): Backend[] {
+  if (target.backends.length > 0) return attemptOrder(target.backends);
+  return [{ kind: 'pool', name: target.model.pool, pool: target.model.pool }];
+}
+
+export async function serve(c: Context<AppEnv>, target: ModelTarget, startedAt: number, req: UpstreamRequest, prompt: CountedPrompt): Promise<Response> {
+  const configured = target.backends.length > 0;
+  const backends = backendsFor(target);
   const requestId = c.var.requestId;
-
-  const { promptTokenIds, maxTokens, tokenizer, exact } = countPrompt(target.model, req);
+  const { promptTokenIds, maxTokens, tokenizer, exact } = prompt;
   const chat = req.endpoint === 'chat.completions';
-
   const meter = new UsageMeter(
-    db,
+    c.env,
     { requestId, orgId: c.var.apiKey.orgId, keyId: c.var.apiKey.id, modelId: target.model.id, endpoint: req.endpoint, price: target.price, startedAt },
     promptTokenIds.length,
-    (cost, tokens) => c.var.billing.settle(cost, tokens),
+    c.var.billing,
   );
-  // Once, before any backend: retries and fallbacks run under this one reservation.
-  await c.var.billing.admit({ promptTokens: promptTokenIds.length, maxTokens, price: target.price });
 
   const stream = req.body.stream === true;
+  // A model served by one backend answers with that backend's own refusal (429 busy, 503 down).
+  let lastRefusal: ApiError | undefined;
   const open = async (backend: Backend): Promise<Opened> => {
     if (backend.kind === 'pool') {
       // Our nodes run token ids, so they need this edge's exact vocabulary.
       if (!exact) throw new AttemptError(`the tokenizer for '${target.model.id}' is not bundled at this edge`, false);
-      const registered = await nodeUrlsForPool(db, backend.pool);
-      const urls = registered.length > 0 ? registered : target.nodeUrls;
+      const urls = backend.pool === target.model.pool ? target.nodeUrls : await poolUrls(c.env, backend.pool, target.nodeUrls);
       const stopIds = chat ? chatStopTokenIds(tokenizer) : [tokenizer.specialId('[EOS]')];
-      const sampling = samplingParams(req.body, maxTokens, stopIds);
+      const sampling = { ...samplingParams(req.body, maxTokens, stopIds), max_tokens: maxTokens };
+      // Opt-in exact-match response cache (response-cache/): a hit is replayed, a miss recorded.
+      const cache = await lookupResponse(c, target.model.id, promptTokenIds, sampling);
+      if (cache.hit) return { kind: 'node', node: cache.hit, replayed: true };
       try {
-        // The pool's own cache-aware routing (routing/) picks the node, as on the default path.
+        // Cache-aware routing (routing/): the node most likely to hold this prompt's prefix first.
         const node = await openRoutedGeneration(c.env, {
           pool: backend.pool,
           nodeUrls: urls,
-          req: { version: PROTOCOL_VERSION, request_id: requestId, model: target.model.nodeModel, prompt_token_ids: promptTokenIds, sampling: { ...sampling, max_tokens: maxTokens }, cache_salt: c.var.apiKey.orgId },
+          req: { version: PROTOCOL_VERSION, request_id: requestId, model: target.model.nodeModel, prompt_token_ids: promptTokenIds, sampling, cache_salt: c.var.apiKey.orgId },
+          // A client that leaves while we connect aborts the connect too.
           signal: c.req.raw.signal,
           waitUntil: (p) => c.executionCtx.waitUntil(p),
         });
-        return { kind: 'node', node };
+        return { kind: 'node', node: cache.record(node), replayed: false };
       } catch (err) {
         // Every node of the pool was already tried; another round now would fail the same way.
-        if (err instanceof ApiError && err.status >= 500) throw new AttemptError(err.message, false);
-        if (err instanceof ApiError && err.status === 429) throw new AttemptError(err.message, false);
+        if (err instanceof ApiError && (err.status >= 500 || err.status === 429)) {
+          lastRefusal = err;
+          throw new AttemptError(err.message, false);
+        }
         throw err;
       }
     }
@@ -97,15 +107,24 @@ export async function serveViaBackends(c: Context<AppEnv>, target: ModelTarget, 
   } catch (err) {
     // Nothing was generated: the request's one row records zero tokens, and the hold is released.
     c.executionCtx.waitUntil(meter.finish('failed', 'error', { prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0 }));
-    if (err instanceof AllBackendsFailed) throw new UpstreamUnavailableError(err.message);
+    if (err instanceof AllBackendsFailed) {
+      if (backends.length === 1 && lastRefusal) throw lastRefusal;
+      throw new UpstreamUnavailableError(err.message);
+    }
     throw err;
   }
   if (accepted.failures.length > 0) console.warn(`request ${requestId} served by ${accepted.backend.name} after: ${accepted.failures.join('; ')}`);
-  meter.servedBy(accepted.backend.name);
+  if (configured) meter.servedBy(accepted.backend.name);
   const out = await respond(c, req, { requestId, startedAt, target, meter, promptTokens: promptTokenIds.length, tokenizer }, accepted.value);
-  out.headers.set(BACKEND_HEADER, accepted.backend.name);
+  if (configured) out.headers.set(BACKEND_HEADER, accepted.backend.name);
   out.headers.set('x-request-id', requestId);
   return out;
+}
+
+/** A pool other than the model's own (a backend row naming it): its registered nodes. */
+async function poolUrls(env: Env, pool: string, fallback: string[]): Promise<string[]> {
+  const registered = await nodeUrlsForPool(database(env.DB), pool);
+  return registered.length > 0 ? registered : fallback;
 }
 
 /** The body sent upstream: the client's request with the upstream's model name and our max_tokens (what was reserved). */
@@ -128,7 +147,7 @@ async function respond(c: Context<AppEnv>, req: UpstreamRequest, s: Served, open
   const includeUsage = req.body.stream_options?.include_usage === true;
   const chat = req.endpoint === 'chat.completions';
   if (opened.kind === 'node') {
-    const gen = nodeGeneration(s, created, opened.node);
+    const gen = nodeGeneration(s, created, opened.node, opened.replayed);
     if (req.body.stream) return sseResponse(c, gen, chat ? chatChunks(gen, includeUsage) : completionChunks(gen, includeUsage));
     const out = await collect(c, gen);
     return c.json(chat ? chatCompletion(gen, out) : textCompletion(gen, out));
@@ -146,8 +165,8 @@ async function respond(c: Context<AppEnv>, req: UpstreamRequest, s: Served, open
   return c.json(relayJson(c, rc, opened.body));
 }
 
-/** The Generation inference/stream.ts expects, for a request our own pool accepted. */
-function nodeGeneration(s: Served, created: number, node: NodeGeneration): Generation {
+/** The Generation inference/stream.ts expects, for a request our own pool accepted (or the response cache replayed). */
+function nodeGeneration(s: Served, created: number, node: NodeGeneration, replayed: boolean): Generation {
   let cancelled: Promise<void> | undefined;
   return {
     requestId: s.requestId,
@@ -158,6 +177,8 @@ function nodeGeneration(s: Served, created: number, node: NodeGeneration): Gener
     cancel() {
       cancelled ??= (async () => {
         node.close();
+        if (replayed) return;
+        // The node also stops when its connection closes; the explicit cancel just frees it sooner.
         await cancelGeneration(node.nodeUrl, s.requestId).catch((err: unknown) => {
           console.warn(`cancel ${s.requestId} on ${node.nodeUrl} failed: ${String(err)}`);
         });
