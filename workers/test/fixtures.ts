@@ -57,3 +57,28 @@ export async function eventually<T>(read: () => Promise<T | undefined>, timeoutM
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+export interface OrgReconciliation {
+  org_id: string;
+  ledger_micros: number;
+  object_micros: number;
+  drift_micros: number;
+  open_reservations: number;
+}
+
+/**
+ * The org's reconciliation once everything in flight has settled and been written (no open
+ * reservation, the usage queue drained): its drift must then be 0. Returns the final report.
+ */
+export async function expectReconciled(orgId: string, timeoutMs = 15_000): Promise<OrgReconciliation> {
+  let last: OrgReconciliation | undefined;
+  try {
+    return await eventually(async () => {
+      const report = (await (await adminFetch(`/reconcile?org_id=${orgId}`)).json()) as { orgs: OrgReconciliation[] };
+      last = report.orgs[0];
+      return last && last.open_reservations === 0 && last.drift_micros === 0 ? last : undefined;
+    }, timeoutMs);
+  } catch {
+    throw new Error(`org ${orgId} did not reconcile: ${JSON.stringify(last)}`);
+  }
+}

@@ -5,7 +5,7 @@
 import { env } from 'cloudflare:test';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
-import { adminFetch, api, createTenant, eventually, useTestNode, type Tenant } from '../../test/fixtures.ts';
+import { adminFetch, api, createTenant, eventually, expectReconciled, useTestNode, type Tenant } from '../../test/fixtures.ts';
 import { ledgerBalance, reservationRecord } from './ledger.ts';
 import { database, priceAt } from '../db/queries.ts';
 import { recordUsage, usageEventsForRequest } from './ledger.ts';
@@ -100,6 +100,8 @@ describe('limits and credit through the worker', { timeout: 30_000 }, () => {
       cached_tokens: rows.reduce((s, r) => s + r.cachedTokens, 0),
     });
     expect(statement.credits.closing_balance_micros).toBe(30 * worst - charged);
+    // The object and the ledger agree once everything settled.
+    await expectReconciled(t.orgId);
   });
 
   it('a stream cancelled after N tokens is billed for those N, and the rest of the hold is released', async () => {
@@ -130,6 +132,7 @@ describe('limits and credit through the worker', { timeout: 30_000 }, () => {
     });
     expect(record.chargedMicros).toBe(row.costMicros);
     expect(record.amountMicros).toBeGreaterThan(row.costMicros);
+    await expectReconciled(t.orgId);
   });
 
   it('replaying a finished request id (settle and usage write) never bills twice', async () => {
@@ -152,5 +155,6 @@ describe('limits and credit through the worker', { timeout: 30_000 }, () => {
     expect(replays[0].status).toBe('duplicate');
     expect(replays[1]).toBe(false);
     expect(await settledBalance(t.orgId)).toBe(before);
+    await expectReconciled(t.orgId);
   });
 });

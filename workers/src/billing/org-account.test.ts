@@ -204,7 +204,7 @@ describe('OrgAccount', () => {
       expect(windows.key).toMatchObject({ remainingRequests: 1, inFlight: 0 });
     });
 
-    it('an admission that throws takes nothing: no key lease, no org lease, no hold', async () => {
+    it('an admission the object cannot decide takes nothing: no key lease, no org lease, no hold', async () => {
       const { orgId, stub } = await newOrg(1_000_000);
       const one = { org: { ...wide, concurrency: 1 }, key: { ...wide, concurrency: 1 } };
       // A worst case past 2^53 µ$ is not a number the ledger can hold: the object refuses to decide.

@@ -9,8 +9,8 @@ import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
 import { k2TinyTokenizer } from '../../../shared/tokenizer/index.ts';
 import { database, priceAt } from '../db/queries.ts';
-import { ledgerEntryForRequest, usageEventsForRequest } from '../billing/ledger.ts';
-import { adminFetch, api, createTenant, eventually, useTestNode, type Tenant } from '../../test/fixtures.ts';
+import { ledgerEntryForRequest, reservationRecord, usageEventsForRequest } from '../billing/ledger.ts';
+import { adminFetch, api, createTenant, eventually, expectReconciled, useTestNode, type Tenant } from '../../test/fixtures.ts';
 import { BREAKER_DEFAULTS } from './circuit-breaker.ts';
 import { RETRY_DEFAULTS } from './failover.ts';
 
@@ -284,6 +284,30 @@ describe('serving through upstream engines', () => {
     expect(debit!.amountMicros === 0).toBe(true);
   });
 
+  it('an upstream that reports more tokens than were reserved is billed the reservation, in both stores', async () => {
+    // The fake reports 40 prompt + 12 completion tokens whatever it is asked: more than our count of
+    // this prompt and more than max_tokens 2, so its cost is above the worst case we reserved.
+    const ok = fake('ok');
+    await setBackends([{ name: 'counts-more', kind: 'openai', base_url: ok.url, upstream_model: 'm' }]);
+    const body = { model: MODEL, messages, max_tokens: 2 };
+    const probe = await createTenant();
+    const probeRes = await api('/chat/completions', probe.key, body);
+    await probeRes.arrayBuffer();
+    const reserved = (await eventually(() => reservationRecord(env.DB, probeRes.headers.get('x-request-id')!).then((r) => r ?? undefined))).amountMicros;
+    // Credit for the reservation and a little more, but not for what the upstream will report.
+    const t = await createTenant({ creditMicros: reserved + 5 });
+    const res = await api('/chat/completions', t.key, body);
+    expect(res.status).toBe(200);
+    const { usage } = (await res.json()) as { usage: Usage };
+    const { rows } = await recorded(res.headers.get('x-request-id')!);
+    const price = (await priceAt(database(env.DB), MODEL, Date.now()))!;
+    const full = costMicros(price, { promptTokens: usage.prompt_tokens, cachedTokens: usage.prompt_tokens_details.cached_tokens, completionTokens: usage.completion_tokens });
+    expect(full).toBeGreaterThan(reserved + 5);
+    expect(rows[0]).toMatchObject({ costMicros: reserved, overrunMicros: full - reserved });
+    // Neither store went below zero, and they agree.
+    expect((await expectReconciled(t.orgId)).ledger_micros).toBe(5);
+  });
+
   it('opens the circuit after repeated failures and stops calling that backend', async () => {
     const down = fake('fail-503');
     const spare = fake('ok');
@@ -301,5 +325,9 @@ describe('serving through upstream engines', () => {
     // Exactly `threshold` failed attempts reached it; after that the open circuit skipped it.
     expect(await received(down.tag)).toHaveLength(BREAKER_DEFAULTS.threshold);
     expect(await received(spare.tag)).toHaveLength(requestsToOpen + 2);
+  });
+
+  it('after every fault above, the shared tenant\'s object and ledger agree', async () => {
+    await expectReconciled(tenant.orgId);
   });
 });

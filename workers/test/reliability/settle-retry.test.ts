@@ -12,7 +12,7 @@ import { env } from 'cloudflare:test';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { database } from '../../src/db/queries.ts';
 import { recordUsage, usageEventsForRequest } from '../../src/billing/ledger.ts';
-import { adminFetch, api, createTenant, eventually, useTestNode, type Tenant } from '../fixtures.ts';
+import { adminFetch, api, createTenant, eventually, expectReconciled, useTestNode, type Tenant } from '../fixtures.ts';
 
 let tenant: Tenant;
 
@@ -94,5 +94,6 @@ describe('D1 write failure at settle', () => {
     expect(await recordUsage(database(env.DB), { ...row, id: undefined })).toBe(false);
     expect(await usageEventsForRequest(database(env.DB), requestId)).toHaveLength(1);
     expect(await ledgerBalance(tenant.orgId)).toBe(after.balance_micros);
+    await expectReconciled(tenant.orgId);
   }, 30_000);
 });

@@ -9,7 +9,7 @@ import { env } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { database } from '../../src/db/queries.ts';
 import { usageEventsForRequest } from '../../src/billing/ledger.ts';
-import { api, createTenant, eventually, useTestNode, type Tenant } from '../fixtures.ts';
+import { api, createTenant, eventually, expectReconciled, useTestNode, type Tenant } from '../fixtures.ts';
 
 let tenant: Tenant;
 
@@ -53,5 +53,6 @@ describe('slow client', () => {
     // Billed ≈ what was read: one node event per pull, a few tokens of slack for the event in flight.
     expect(row.completionTokens).toBeGreaterThanOrEqual(chunksRead - 1);
     expect(row.completionTokens).toBeLessThan(maxTokens / 4);
+    await expectReconciled(tenant.orgId);
   }, 30_000);
 });
