@@ -72,14 +72,14 @@ export async function usageEventsForRequest(d1: D1Database | Db, requestId: stri
 
 /**
  * Writes usage rows with their ledger debits (−cost_micros, the amount the org's object charged)
- * and closes their reservation records, all in one D1 batch (one transaction). Every insert is
+ * and their reservation records (settled), all in one D1 batch (one transaction). Every insert is
  * unique on request_id and does nothing on conflict, so a replay — a queue redelivery, a retried
  * write whose answer was lost — can never bill twice. Returns the request ids this call wrote.
  */
-export async function recordUsageBatch(d1: D1Database | Db, events: NewUsageEvent[]): Promise<Set<string>> {
+export async function recordUsageBatch(d1: D1Database | Db, events: NewUsageEvent[], reservations: (ReservationRecord | null)[] = []): Promise<Set<string>> {
   if (events.length === 0) return new Set();
   const d = db(d1);
-  const statements = events.flatMap((event) => [
+  const statements = events.flatMap((event, i) => [
     d.insert(usageEvents).values(event).onConflictDoNothing().returning({ requestId: usageEvents.requestId }),
     d
       .insert(creditLedger)
@@ -92,10 +92,7 @@ export async function recordUsageBatch(d1: D1Database | Db, events: NewUsageEven
         createdAt: event.finishedAt,
       })
       .onConflictDoNothing(),
-    d
-      .update(creditReservations)
-      .set({ status: 'settled', chargedMicros: event.costMicros, settledAt: event.finishedAt })
-      .where(and(eq(creditReservations.requestId, event.requestId), ne(creditReservations.status, 'settled'))),
+    reservationOutcome(d, reservations[i] ?? null, event.requestId, 'settled', event.costMicros, event.finishedAt),
   ]);
   const results = (await d.batch(statements as [(typeof statements)[number], ...(typeof statements)[number][]])) as unknown[];
   const written = new Set<string>();
@@ -126,34 +123,31 @@ export interface ReservationRecord {
   expiresAt: number;
 }
 
-/** Records a reservation the org's object granted. A replay of the same request id changes nothing. */
-export async function insertReservation(d1: D1Database | Db, r: ReservationRecord): Promise<void> {
-  await db(d1)
+/**
+ * The reservation record of a request, written once its outcome is known (the request path writes
+ * nothing to D1: the object holds open reservations). 'settled' with what was charged, or 'expired'
+ * (released unused, by the object's alarm). A settle may still follow an expiry (the request did
+ * finish, late), never the other way round. Without the reservation's details (a request the
+ * object never admitted) only an existing record is updated.
+ */
+function reservationOutcome(d: Db, r: ReservationRecord | null, requestId: string, status: 'settled' | 'expired', chargedMicros: number, at: number) {
+  const outcome = { status, chargedMicros, settledAt: at };
+  const replaceable = status === 'settled' ? ne(creditReservations.status, 'settled') : eq(creditReservations.status, 'open');
+  if (!r) return d.update(creditReservations).set(outcome).where(and(eq(creditReservations.requestId, requestId), replaceable));
+  return d
     .insert(creditReservations)
-    .values({ ...r, status: 'open' })
-    .onConflictDoNothing();
+    .values({ ...r, ...outcome })
+    .onConflictDoUpdate({ target: creditReservations.requestId, set: outcome, setWhere: replaceable });
 }
 
-/**
- * Closes a reservation once: 'settled' with what was charged, or 'expired' (released unused).
- * A settle may still follow an expiry (the request did finish, late), never the other way round.
- */
 export async function closeReservation(
   d1: D1Database | Db,
-  requestId: string,
+  r: ReservationRecord,
   status: 'settled' | 'expired',
   chargedMicros: number,
   at: number,
 ): Promise<void> {
-  await db(d1)
-    .update(creditReservations)
-    .set({ status, chargedMicros, settledAt: at })
-    .where(
-      and(
-        eq(creditReservations.requestId, requestId),
-        status === 'settled' ? ne(creditReservations.status, 'settled') : eq(creditReservations.status, 'open'),
-      ),
-    );
+  await reservationOutcome(db(d1), r, r.requestId, status, chargedMicros, at);
 }
 
 export async function reservationRecord(d1: D1Database | Db, requestId: string) {

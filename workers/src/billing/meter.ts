@@ -29,7 +29,7 @@ export interface MeterInfo {
 export class UsageMeter {
   readonly info: MeterInfo;
   private readonly env: Env;
-  private readonly billing: Pick<RequestBilling, 'settle'>;
+  private readonly billing: Pick<RequestBilling, 'settle' | 'reservation'>;
   private promptTokens: number;
   private cachedTokens = 0;
   private completionTokens = 0;
@@ -39,7 +39,7 @@ export class UsageMeter {
   private recorded: Promise<UsageMessage> | undefined;
 
   /** `promptTokens` is the edge's own count, used until the node reports its start event. */
-  constructor(env: Env, info: MeterInfo, promptTokens: number, billing: Pick<RequestBilling, 'settle'>) {
+  constructor(env: Env, info: MeterInfo, promptTokens: number, billing: Pick<RequestBilling, 'settle' | 'reservation'>) {
     this.env = env;
     this.billing = billing;
     this.info = info;
@@ -111,6 +111,7 @@ export class UsageMeter {
       },
       tokens: tokens.promptTokens + tokens.completionTokens,
       charge: null,
+      reservation: this.billing.reservation,
     };
     // The object decides the charge (at most what was reserved) and releases the hold at once, so
     // the org's credit and limits are free again before the row is even written.

@@ -1,7 +1,7 @@
 import { evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
 import { describe, expect, it, vi } from 'vitest';
-import { insertReservation, ledgerBalance, reservationRecord } from './ledger.ts';
+import { ledgerBalance, reservationRecord } from './ledger.ts';
 import { createOrganization, database } from '../db/queries.ts';
 import { grantCredit } from './ledger.ts';
 import type { Limits } from './limits/plans.ts';
@@ -92,9 +92,6 @@ describe('OrgAccount', () => {
 
   it('releases a stale reservation on its alarm; a late settle still charges once', async () => {
     const { orgId, stub } = await newOrg(10_000);
-    // The durable record, as the credit middleware writes it (first here, so the 1 ms alarm finds it).
-    const now = Date.now();
-    await insertReservation(env.DB, { requestId: 'hung', orgId, keyId: 'k', amountMicros: 9_000, createdAt: now, expiresAt: now + 1 });
     expect(await reserve(stub, { orgId, requestId: 'hung', keyId: 'k', amountMicros: 9_000, ttlMs: 1 })).toMatchObject({ ok: true });
     await new Promise((resolve) => setTimeout(resolve, 5));
     // The 1 ms alarm may already have fired on its own; otherwise run it now. No call to the
@@ -103,7 +100,7 @@ describe('OrgAccount', () => {
     expect(await stub.getReservation('hung')).toBeNull();
     expect(await stub.account(orgId)).toMatchObject({ balanceMicros: 10_000, reservedMicros: 0, availableMicros: 10_000 });
     // The alarm writes the expiry to D1 after releasing the hold; it may still be on its way.
-    await vi.waitFor(async () => expect(await reservationRecord(env.DB, 'hung')).toMatchObject({ status: 'expired', chargedMicros: 0 }));
+    await vi.waitFor(async () => expect(await reservationRecord(env.DB, 'hung')).toMatchObject({ status: 'expired', chargedMicros: 0, amountMicros: 9_000, keyId: 'k' }));
     // The request did produce tokens before it was lost track of: bill them, once.
     expect(await stub.settle({ orgId, requestId: 'hung', costMicros: 400, tokens: 3 })).toMatchObject({
       status: 'settled',

@@ -140,9 +140,11 @@ export class OrgAccount extends DurableObject<Env> {
         created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)`);
       sql.exec(`CREATE TABLE IF NOT EXISTS settlements (
         request_id TEXT PRIMARY KEY, reserved_micros INTEGER NOT NULL, charged_micros INTEGER NOT NULL,
-        overrun_micros INTEGER NOT NULL DEFAULT 0, outcome TEXT NOT NULL, settled_at INTEGER NOT NULL,
-        -- 0 until an expiry has been written to the D1 reservation record (by the alarm)
-        recorded INTEGER NOT NULL DEFAULT 1)`);
+        overrun_micros INTEGER NOT NULL DEFAULT 0, outcome TEXT NOT NULL, settled_at INTEGER NOT NULL)`);
+      // Expired reservations not yet written to D1's reservation records (the alarm writes them).
+      sql.exec(`CREATE TABLE IF NOT EXISTS unrecorded_expiries (
+        request_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, amount_micros INTEGER NOT NULL,
+        created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, expired_at INTEGER NOT NULL)`);
       sql.exec(`CREATE TABLE IF NOT EXISTS grants (ledger_id INTEGER PRIMARY KEY, amount_micros INTEGER NOT NULL)`);
       const account = sql.exec<Row>('SELECT org_id, balance_micros, ledger_through_id FROM account').toArray()[0];
       if (account) {
@@ -328,11 +330,20 @@ export class OrgAccount extends DurableObject<Env> {
     const sql = this.ctx.storage.sql;
     this.#expire(now);
     this.#windows.prune(now);
-    sql.exec('DELETE FROM settlements WHERE settled_at < ? AND recorded = 1', now - SETTLEMENT_RETENTION_MS);
-    const unrecorded = sql.exec<Row>("SELECT request_id, settled_at FROM settlements WHERE recorded = 0").toArray();
-    for (const r of unrecorded) {
-      await closeReservation(this.env.DB, String(r.request_id), 'expired', 0, Number(r.settled_at));
-      sql.exec('UPDATE settlements SET recorded = 1 WHERE request_id = ?', r.request_id);
+    sql.exec('DELETE FROM settlements WHERE settled_at < ?', now - SETTLEMENT_RETENTION_MS);
+    const orgId = this.#account?.orgId;
+    for (const r of sql.exec<Row>('SELECT * FROM unrecorded_expiries').toArray()) {
+      if (orgId === undefined) break;
+      const record = {
+        requestId: String(r.request_id),
+        orgId,
+        keyId: String(r.key_id),
+        amountMicros: Number(r.amount_micros),
+        createdAt: Number(r.created_at),
+        expiresAt: Number(r.expires_at),
+      };
+      await closeReservation(this.env.DB, record, 'expired', 0, Number(r.expired_at));
+      sql.exec('DELETE FROM unrecorded_expiries WHERE request_id = ?', r.request_id);
     }
     await this.#scheduleAlarm();
   }
@@ -382,11 +393,22 @@ export class OrgAccount extends DurableObject<Env> {
     for (const r of this.#reservations.values()) {
       if (r.expiresAt > now) continue;
       this.#dropReservation(r.requestId);
-      this.ctx.storage.sql.exec(
-        `INSERT OR IGNORE INTO settlements (request_id, reserved_micros, charged_micros, outcome, settled_at, recorded)
-         VALUES (?, ?, 0, 'expired', ?, 0)`,
+      const sql = this.ctx.storage.sql;
+      sql.exec(
+        `INSERT OR IGNORE INTO settlements (request_id, reserved_micros, charged_micros, outcome, settled_at)
+         VALUES (?, ?, 0, 'expired', ?)`,
         r.requestId,
         r.amountMicros,
+        now,
+      );
+      sql.exec(
+        `INSERT OR IGNORE INTO unrecorded_expiries (request_id, key_id, amount_micros, created_at, expires_at, expired_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+        r.requestId,
+        r.keyId,
+        r.amountMicros,
+        r.createdAt,
+        r.expiresAt,
         now,
       );
     }
@@ -422,7 +444,7 @@ export class OrgAccount extends DurableObject<Env> {
     const leaseChange = this.#windows.nextChangeAt();
     if (next === null && leaseChange !== null) next = Math.max(leaseChange, Date.now() + WINDOW_MS);
     // Expiries found between alarms (by a call) still have to reach D1: wake now.
-    if (this.ctx.storage.sql.exec('SELECT 1 FROM settlements WHERE recorded = 0 LIMIT 1').toArray().length > 0) next = Date.now();
+    if (this.ctx.storage.sql.exec('SELECT 1 FROM unrecorded_expiries LIMIT 1').toArray().length > 0) next = Date.now();
     if (next === null || (this.#alarmAt !== null && this.#alarmAt <= next)) return;
     this.#alarmAt = next;
     await this.ctx.storage.setAlarm(next);

@@ -53,14 +53,16 @@ describe('RequestBilling', () => {
     await billing.admit({ promptTokens: 1_000, maxTokens: 1_000, price });
     await flush();
     const requestId = billing.party.requestId;
-    expect(await reservationRecord(env.DB, requestId)).toMatchObject({ status: 'open', amountMicros: 3_100, keyId: 'key_1' });
+    // Nothing is written to D1 on the request path: the object holds the open reservation.
+    expect(billing.reservation).toMatchObject({ amountMicros: 3_100, keyId: 'key_1', orgId });
+    expect(await reservationRecord(env.DB, requestId)).toBeNull();
     expect(billing.headers).toMatchObject({ 'x-ratelimit-limit-requests': '10000', 'x-ratelimit-remaining-requests': '9999' });
 
     const settlement = await billing.settle(700, 1_100);
     expect(settlement).toMatchObject({ status: 'settled', chargedMicros: 700, reservedMicros: 3_100 });
     expect(settlement!.account).toMatchObject({ balanceMicros: 999_300, reservedMicros: 0 });
-    // The D1 record is closed with the usage row (usage-queue.ts), not by the object's settle.
-    expect(await reservationRecord(env.DB, requestId)).toMatchObject({ status: 'open' });
+    // The D1 record is written with the usage row (usage-queue.ts), not by the object's settle.
+    expect(await reservationRecord(env.DB, requestId)).toBeNull();
     // A second settle (a retried waitUntil, a cancel racing a finish) changes nothing.
     expect(await billing.settle(700, 1_100)).toBe(settlement);
   });

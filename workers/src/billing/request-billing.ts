@@ -12,7 +12,7 @@
  */
 import { costMicros, type Price } from '../../../shared/pricing.ts';
 import { DuplicateRequestError, InsufficientCreditError, InvalidRequestError, RateLimitError } from '../errors.ts';
-import { insertReservation } from './ledger.ts';
+import type { ReservationRecord } from './ledger.ts';
 import { rateLimitHeaders, retryAfterSeconds } from './limits/headers.ts';
 import type { EffectiveLimits } from './limits/limit-settings.ts';
 import type { OrgAccount, Settlement } from './org-account.ts';
@@ -49,7 +49,7 @@ export class RequestBilling {
   readonly #waitUntil: (p: Promise<unknown>) => void;
   readonly #ttlMs: number;
   #admitted = false;
-  #reservedMicros = 0;
+  #reservation: ReservationRecord | null = null;
   #settled: Promise<Settlement | null> | undefined;
 
   constructor(
@@ -72,7 +72,12 @@ export class RequestBilling {
 
   /** The amount held for this request: no settle can charge more. */
   get reservedMicros(): number {
-    return this.#reservedMicros;
+    return this.#reservation?.amountMicros ?? 0;
+  }
+
+  /** What was reserved, for the D1 record written with the usage row; null before admission. */
+  get reservation(): ReservationRecord | null {
+    return this.#reservation;
   }
 
   /** Worst-case cost in µ$: every prompt token a cache miss, every allowed output token produced. */
@@ -113,9 +118,8 @@ export class RequestBilling {
       throw new InsufficientCreditError();
     }
     this.#admitted = true;
-    this.#reservedMicros = result.reservation.amountMicros;
+    this.#reservation = { orgId, ...result.reservation };
     this.headers = rateLimitHeaders(result.rates);
-    this.#waitUntil(insertReservation(this.#env.DB, { orgId, ...result.reservation }));
   }
 
   /**

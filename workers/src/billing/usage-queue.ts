@@ -7,7 +7,7 @@
  * not be settled on the request path (the object did not answer) is settled here first, so the
  * debit written is always the amount the object charged. A failed batch is redelivered whole.
  */
-import { recordUsageBatch, type NewUsageEvent } from './ledger.ts';
+import { recordUsageBatch, type NewUsageEvent, type ReservationRecord } from './ledger.ts';
 import { orgAccount } from './request-billing.ts';
 
 export interface UsageMessage {
@@ -17,6 +17,8 @@ export interface UsageMessage {
   tokens: number;
   /** What the org's object charged, or null when the request path could not reach it. */
   charge: { chargedMicros: number; overrunMicros: number } | null;
+  /** The request's reservation, recorded in D1 with its outcome; null if it was never admitted. */
+  reservation: ReservationRecord | null;
 }
 
 /** Back-off for a batch that failed (D1 or the object unreachable), in seconds. */
@@ -51,7 +53,7 @@ export async function writeUsage(env: Env, messages: UsageMessage[]): Promise<vo
       return { ...m.event, costMicros: charge.chargedMicros, overrunMicros: charge.overrunMicros };
     }),
   );
-  await recordUsageBatch(env.DB, events);
+  await recordUsageBatch(env.DB, events, messages.map((m) => m.reservation));
 }
 
 async function settleLate(env: Env, m: UsageMessage): Promise<{ chargedMicros: number; overrunMicros: number }> {
