@@ -69,7 +69,7 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
     persistTo = mkdtempSync(join(tmpdir(), 'edge-dashboard-'));
     node = await startTestNode();
     applyLocalMigrations(persistTo);
-    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, persistTo });
+    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, nodeSecret: node.secret, persistTo });
     const tenant = await seedTenant(worker.url, ADMIN_TOKEN, 'dash-e2e', 5_000_000);
     orgId = tenant.orgId;
     // The customer's own key may manage keys; requests are made with the seeded key.
