@@ -20,6 +20,8 @@ export interface LocalNode {
   secret: string;
   /** The bearer key its OpenAI-compatible routes accept. */
   apiKey: string;
+  /** Resolves with the exit code (null when ended by a signal) once the process has exited. */
+  exited: Promise<number | null>;
   stop(): Promise<void>;
 }
 
@@ -86,7 +88,12 @@ export async function startLocalNode(options: LocalNodeOptions = {}): Promise<Lo
   child.stdout.on('data', onLine);
   child.stderr.on('data', onLine);
   let exited: string | undefined;
-  child.once('exit', (code, signal) => (exited = `exited with ${code ?? signal}`));
+  const exitCode = new Promise<number | null>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = `exited with ${code ?? signal}`;
+      resolve(code);
+    }),
+  );
   // Safety net: if our process ends without stop() (a test runner tearing down, an uncaught
   // error, a signal handler calling exit), take the node's process group with us.
   const killOnExit = () => {
@@ -120,7 +127,7 @@ export async function startLocalNode(options: LocalNodeOptions = {}): Promise<Lo
     }
     // /ready answers 503 until the model is loaded, so 200 there means it can generate.
     const ready = await fetch(`${url}/ready`).then((r) => r.ok, () => false);
-    if (ready) return { url, pid: child.pid!, secret, apiKey, stop };
+    if (ready) return { url, pid: child.pid!, secret, apiKey, exited: exitCode, stop };
     await new Promise((r) => setTimeout(r, 250));
   }
 }
