@@ -76,6 +76,11 @@ export class NodeMetrics {
     this.engine = engine;
     this.backend.set({ backend }, 1);
     this.loadSeconds.set(loadSeconds);
+    // Series exist from the first scrape at 0, as vLLM's do: rate() then sees the counter start at
+    // zero instead of appearing mid-window at its first value (which it would extrapolate from).
+    const labels = { model_name: engine.options.modelId };
+    for (const c of [this.promptTokens, this.generationTokens, this.prefixQueries, this.prefixHits]) c.inc(labels, 0);
+    for (const h of [this.ttft, this.itl, this.e2e]) h.zero(labels);
   }
 
   setDraining(draining: boolean): void {
