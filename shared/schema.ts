@@ -101,6 +101,8 @@ export const usageEvents = sqliteTable(
     estimated: integer('estimated').notNull().default(0),
     /** Name of the backend that served it (model_backends.name); NULL for the default node pool. */
     backend: text('backend'),
+    /** Milliseconds from the request's start to its first output token sent; NULL when none was sent. */
+    ttftMs: integer('ttft_ms'),
   },
   (t) => [
     uniqueIndex('usage_events_request_uq').on(t.requestId),
