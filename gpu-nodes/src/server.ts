@@ -21,6 +21,7 @@ import type { NodeMetrics } from './metrics.ts';
 import { nodeErrorResponse as errorResponse } from './node-errors.ts';
 import { openAIRoutes } from './openai/routes.ts';
 import { requireApiKey, requireSignature, type NodeAuthConfig } from './request-auth.ts';
+import { loggedSink } from './request-log.ts';
 import type { Tokenizer } from '../../shared/tokenizer/bpe.ts';
 
 /**
@@ -77,7 +78,7 @@ async function readJson<T>(req: { json(): Promise<unknown> }): Promise<T | Respo
 }
 
 /** NDJSON stream of one request's events; closing it from the client side cancels the request. */
-function generateStream(engine: Engine, body: GenerateRequest): Response {
+function generateStream(engine: Engine, body: GenerateRequest, traceparent: string | undefined): Response {
   const encoder = new TextEncoder();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let done = false;
@@ -101,7 +102,7 @@ function generateStream(engine: Engine, body: GenerateRequest): Response {
       controller.close();
     }
   };
-  engine.submit(body, sink); // throws EngineError before any byte is streamed
+  engine.submit(body, loggedSink(body, traceparent, engine.options.nodeId, sink)); // throws EngineError before any byte is streamed
   return new Response(stream, {
     headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
   });
@@ -159,7 +160,7 @@ export function createApp(
   app.post('/v1/generate', async (c) => {
     const body = await readJson<GenerateRequest>(c.req);
     if (body instanceof Response) return body;
-    return generateStream(c.var.engine, body);
+    return generateStream(c.var.engine, body, c.req.header('traceparent'));
   });
 
   app.post('/v1/cancel', async (c) => {

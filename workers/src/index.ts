@@ -14,6 +14,7 @@ import { credit } from './middleware/credit.ts';
 import { rateLimit } from './middleware/rate-limit.ts';
 import { requestId } from './middleware/request-id.ts';
 import { session } from './middleware/session.ts';
+import { trace } from './middleware/trace.ts';
 import { responseCache } from './response-cache/middleware.ts';
 import { admin } from './routes/admin.ts';
 import { backends } from './routes/backends.ts';
@@ -28,6 +29,8 @@ import { usage } from './routes/usage.ts';
 const app = new Hono<AppEnv>();
 
 app.use(requestId());
+// W3C trace context for the request, passed on to the GPU node and named in the request log line.
+app.use(trace());
 // Oversized bodies are refused before anything reads, parses or tokenizes them (issue 12).
 app.use('/v1/*', bodySize());
 app.use('/v1/*', auth());

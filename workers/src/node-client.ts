@@ -7,6 +7,7 @@
  */
 import { env } from 'cloudflare:workers';
 import { signNodeRequest } from '../../shared/node-auth.ts';
+import { requestContext, traceparent } from './observability/request-context.ts';
 import {
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
@@ -27,7 +28,10 @@ async function nodeFetch(url: string, init: { method: 'GET' | 'POST'; body?: str
   if (!secret) throw new UpstreamUnavailableError('the edge has no NODE_SECRET to sign GPU node requests with; set it with `wrangler secret put NODE_SECRET`');
   const path = new URL(url).pathname;
   const signature = await signNodeRequest({ method: init.method, path, body: init.body ?? '', secret });
-  return fetch(url, { ...init, headers: { ...init.headers, ...signature, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) } });
+  // The request's W3C trace, so the node's log line for it carries the same trace id.
+  const context = requestContext.getStore();
+  const trace: Record<string, string> = context ? { traceparent: traceparent(context.trace) } : {};
+  return fetch(url, { ...init, headers: { ...init.headers, ...signature, ...trace, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) } });
 }
 
 /** The node's `GET /v1/load`, signed; undefined when it is not ready (503) or otherwise refuses. */
@@ -72,6 +76,8 @@ export async function openGeneration(urls: string[], req: GenerateRequest, signa
       continue;
     }
     if (res.ok && res.body) {
+      const context = requestContext.getStore();
+      if (context) context.nodeUrl = nodeUrl;
       const events = new NodeEventReader(res.body);
       return { nodeUrl, events, close: () => events.close() };
     }

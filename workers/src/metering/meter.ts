@@ -6,6 +6,8 @@
 import { costMicros, type TokenCounts } from '../../../shared/pricing.ts';
 import type { FinishReason, Usage } from '../../../shared/protocol.ts';
 import { recordUsage, type Db, type PriceRow } from '../db/queries.ts';
+import { requestContext, type RequestContext } from '../observability/request-context.ts';
+import { logRequest } from '../observability/request-log.ts';
 
 export type UsageStatus = 'completed' | 'cancelled' | 'failed';
 
@@ -38,6 +40,10 @@ export class UsageMeter {
   /** Upstream engines (workers/src/upstreams/): which backend served, and whether counts are our estimate. */
   private backend: string | null = null;
   private estimated = false;
+  /** Date.now() when the first output token was handed to the client (time to first token). */
+  private firstSentAt: number | undefined;
+  /** Taken while the handler runs: a stream's last write may happen outside the request's async context. */
+  private readonly context: RequestContext | undefined = requestContext.getStore();
   private written: Promise<boolean> | undefined;
 
   /** `promptTokens` is the edge's own count, used until the node reports its start event. */
@@ -66,6 +72,7 @@ export class UsageMeter {
 
   /** `count` completion tokens were handed to the client. */
   sent(count: number): void {
+    if (count > 0) this.firstSentAt ??= Date.now();
     this.completionTokens += count;
   }
 
@@ -110,7 +117,9 @@ export class UsageMeter {
       finishedAt: Date.now(),
       estimated: this.estimated ? 1 : 0,
       backend: this.backend,
+      ttftMs: this.firstSentAt === undefined ? null : this.firstSentAt - startedAt,
     };
+    logRequest(event, this.context);
     const written = retryWrite(`usage ${requestId}`, () => recordUsage(this.db, event));
     const [wrote] = await Promise.all([written, settled]);
     return wrote;
