@@ -134,6 +134,11 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
     for (const r of rows) expect(await page.locator('#requests').getByText(r.requestId).count()).toBe(1);
     expect(await page.locator('#by-model tbody tr').count()).toBe(1);
     expect(await page.locator('#spend-chart canvas').count()).toBe(1);
+    // Latency and errors (GET /dashboard/api/latency): one model · backend line, none of the rows failed.
+    expect(await page.locator('#ttft-chart canvas').count()).toBe(1);
+    expect(await page.locator('#errors-chart canvas').count()).toBe(1);
+    expect(await text('ttft-chart-desc')).toContain('k2-tiny · pool');
+    expect(await text('errors-chart-desc')).toContain(`k2-tiny · pool: 0 of ${rows.length} requests failed`);
 
     await page.screenshot({ path: join(OUT, 'dashboard.png'), fullPage: true });
     await page.setViewportSize({ width: 375, height: 812 });
