@@ -1,6 +1,7 @@
 import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers';
 import { fileURLToPath } from 'node:url';
 import { defineConfig, defineProject } from 'vitest/config';
+import { WORKERS_TEST_NODE_API_KEY, WORKERS_TEST_NODE_SECRET } from './test/support/test-node.ts';
 
 const migrationsDir = fileURLToPath(new URL('./migrations', import.meta.url));
 
@@ -17,6 +18,9 @@ export default defineConfig({
               bindings: {
                 TEST_MIGRATIONS: await readD1Migrations(migrationsDir),
                 ADMIN_TOKEN: 'test-admin-token',
+                // The shared test node (workers/test/global-setup.ts) holds the same two values.
+                NODE_SECRET: WORKERS_TEST_NODE_SECRET,
+                NODE_API_KEY: WORKERS_TEST_NODE_API_KEY,
               },
             },
           })),

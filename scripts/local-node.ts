@@ -5,6 +5,7 @@
  * The child gets its own process group, so stop() ends it and anything it spawned, and nothing else.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +16,18 @@ export const DEFAULT_MODEL_DIR = join(REPO_ROOT, 'models', 'k2-tiny');
 export interface LocalNode {
   url: string;
   pid: number;
+  /** The signing secret the node accepts (the edge's NODE_SECRET). */
+  secret: string;
+  /** The bearer key its OpenAI-compatible routes accept. */
+  apiKey: string;
+  /** Resolves with the exit code (null when ended by a signal) once the process has exited. */
+  exited: Promise<number | null>;
   stop(): Promise<void>;
+}
+
+/** A fresh random credential, for a node and edge started together on this machine. */
+export function localCredential(prefix: string): string {
+  return `${prefix}_${randomBytes(24).toString('hex')}`;
 }
 
 export interface LocalNodeOptions {
@@ -28,6 +40,10 @@ export interface LocalNodeOptions {
   extraArgs?: string[];
   /** Where the node's stdout/stderr lines go (default: kept, shown only if it fails to start). */
   log?: (line: string) => void;
+  /** Signing secret shared with the edge (default: a fresh random one; nodes of one pool share it). */
+  secret?: string;
+  /** Bearer key for the node's OpenAI-compatible routes (default: a fresh random one). */
+  apiKey?: string;
 }
 
 /** Generates models/k2-tiny when missing or stale (same config hash = reused). */
@@ -51,8 +67,12 @@ export async function freePort(): Promise<number> {
 export async function startLocalNode(options: LocalNodeOptions = {}): Promise<LocalNode> {
   const { modelDir = DEFAULT_MODEL_DIR, readyTimeoutMs = 180_000, extraArgs = [], log } = options;
   const port = options.port || (await freePort());
+  const secret = options.secret ?? localCredential('nsec');
+  const apiKey = options.apiKey ?? localCredential('nkey');
   const child = spawn(process.execPath, [join(REPO_ROOT, 'gpu-nodes/src/cli.ts'), 'serve', modelDir, '--port', String(port), ...extraArgs], {
     cwd: REPO_ROOT,
+    // Credentials through the environment, not argv, as in production (argv shows in `ps`).
+    env: { ...process.env, K2NODE_SECRET: secret, K2NODE_API_KEY: apiKey },
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -68,7 +88,12 @@ export async function startLocalNode(options: LocalNodeOptions = {}): Promise<Lo
   child.stdout.on('data', onLine);
   child.stderr.on('data', onLine);
   let exited: string | undefined;
-  child.once('exit', (code, signal) => (exited = `exited with ${code ?? signal}`));
+  const exitCode = new Promise<number | null>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = `exited with ${code ?? signal}`;
+      resolve(code);
+    }),
+  );
   // Safety net: if our process ends without stop() (a test runner tearing down, an uncaught
   // error, a signal handler calling exit), take the node's process group with us.
   const killOnExit = () => {
@@ -100,9 +125,9 @@ export async function startLocalNode(options: LocalNodeOptions = {}): Promise<Lo
       await stop();
       throw new Error(`GPU node not ready after ${readyTimeoutMs} ms:\n${tail.join('\n')}`);
     }
-    // /v1/load answers 503 until the model is loaded, so 200 there means it can generate.
-    const ready = await fetch(`${url}/v1/load`).then((r) => r.ok, () => false);
-    if (ready) return { url, pid: child.pid!, stop };
+    // /ready answers 503 until the model is loaded, so 200 there means it can generate.
+    const ready = await fetch(`${url}/ready`).then((r) => r.ok, () => false);
+    if (ready) return { url, pid: child.pid!, secret, apiKey, exited: exitCode, stop };
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -31,6 +31,8 @@ export interface LocalWorker {
 export async function startLocalWorker(opts: {
   adminToken: string;
   nodeUrl: string;
+  /** The secret the edge signs node requests with (the node's K2NODE_SECRET). */
+  nodeSecret: string;
   port?: number;
   persistTo?: string;
   /** Overrides of wrangler.toml [vars], e.g. { ROUTING_POLICY: 'random' } for a benchmark baseline. */
@@ -40,6 +42,7 @@ export async function startLocalWorker(opts: {
     config: join(REPO_ROOT, 'wrangler.toml'),
     bindings: {
       ADMIN_TOKEN: { type: 'secret_text', value: opts.adminToken },
+      NODE_SECRET: { type: 'secret_text', value: opts.nodeSecret },
       GPU_NODE_URLS: { type: 'plain_text', value: opts.nodeUrl },
       ...Object.fromEntries(Object.entries(opts.vars ?? {}).map(([k, value]) => [k, { type: 'plain_text' as const, value }])),
     },

@@ -2,7 +2,7 @@
  * `npm start`: the whole platform on this machine, from a fresh checkout.
  *
  *   1. models/k2-tiny generated if missing (deterministic, same as `npm run make-model`)
- *   2. ADMIN_TOKEN in .dev.vars (generated once)
+ *   2. ADMIN_TOKEN and NODE_SECRET in .dev.vars (generated once; the node gets NODE_SECRET as K2NODE_SECRET)
  *   3. D1 migrations applied to the local database (`wrangler d1 migrations apply DB --local`)
  *   4. the GPU node on :8788 (`node gpu-nodes/src/cli.ts serve models/k2-tiny --port 8788`)
  *   5. the worker on :8787 (wrangler's local dev runtime, from wrangler.toml)
@@ -22,30 +22,32 @@ const DEMO_CREDIT_MICROS = 10_000_000; // $10
 
 process.env.WRANGLER_SEND_METRICS ??= 'false';
 
-/** The admin token from .dev.vars (what `wrangler dev` reads), written there on first run. */
-function adminToken(): string {
+/** A secret from .dev.vars (what `wrangler dev` reads), written there on first run. */
+function devVar(name: string, prefix: string): string {
   const file = join(REPO_ROOT, '.dev.vars');
   const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  const found = /^ADMIN_TOKEN\s*=\s*"?([^"\n]+)"?\s*$/m.exec(text);
+  const found = new RegExp(`^${name}\\s*=\\s*"?([^"\\n]+)"?\\s*$`, 'm').exec(text);
   if (found) return found[1];
-  const token = `adm_${randomBytes(24).toString('hex')}`;
-  writeFileSync(file, `${text}${text && !text.endsWith('\n') ? '\n' : ''}ADMIN_TOKEN="${token}"\n`);
-  return token;
+  const value = `${prefix}_${randomBytes(24).toString('hex')}`;
+  writeFileSync(file, `${text}${text && !text.endsWith('\n') ? '\n' : ''}${name}="${value}"\n`);
+  return value;
 }
 
 const step = (s: string) => console.log(`[start] ${s}`);
 
 step('model: models/k2-tiny');
 await ensureTinyModel();
-const token = adminToken();
+const token = devVar('ADMIN_TOKEN', 'adm');
+// The edge signs every node request with it; the node refuses anything unsigned.
+const nodeSecret = devVar('NODE_SECRET', 'nsec');
 step('D1: applying migrations to the local database');
 applyLocalMigrations();
 step(`GPU node: starting on :${NODE_PORT} (loading the model)`);
-const node = await startLocalNode({ modelDir: DEFAULT_MODEL_DIR, port: NODE_PORT, log: (l) => console.log(`[node] ${l}`) });
+const node = await startLocalNode({ modelDir: DEFAULT_MODEL_DIR, port: NODE_PORT, secret: nodeSecret, log: (l) => console.log(`[node] ${l}`) });
 step(`worker: starting on :${WORKER_PORT}`);
 let worker: LocalWorker;
 try {
-  worker = await startLocalWorker({ adminToken: token, nodeUrl: node.url, port: WORKER_PORT });
+  worker = await startLocalWorker({ adminToken: token, nodeUrl: node.url, nodeSecret, port: WORKER_PORT });
 } catch (err) {
   await node.stop();
   throw err;
@@ -58,7 +60,7 @@ console.log(`
   Base URL:     ${worker.url}/v1
   API key:      ${demo.key}        (organization "demo", $${DEMO_CREDIT_MICROS / 1e6} credit)
   Admin token:  ${token}        (from .dev.vars)
-  GPU node:     ${node.url}
+  GPU node:     ${node.url}        (its own OpenAI routes: Bearer ${node.apiKey})
 
   curl ${worker.url}/v1/chat/completions -H "Authorization: Bearer ${demo.key}" \\
     -H "content-type: application/json" \\

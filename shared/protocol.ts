@@ -10,11 +10,16 @@
  * Other node endpoints:
  *   POST {node}/v1/cancel   body `CancelRequest`  → 200 `{cancelled: boolean}`
  *   GET  {node}/v1/load     → `NodeLoad`
- *   GET  {node}/health      → `{ok: true, version}`
+ *   GET  {node}/health      → `{ok: true, version}` (liveness: the process answers)
+ *   GET  {node}/ready       → 200 once the model is loaded and the node is not draining, else 503
+ *   GET  {node}/metrics     → Prometheus text format (vLLM's metric names)
+ *
+ * Every token-batch request (generate, cancel, load) carries the edge's HMAC signature
+ * (shared/node-auth.ts); an unsigned, stale, replayed or tampered one is a 401 `unauthorized`.
  *
  * Errors before the stream starts are HTTP errors with body `NodeErrorBody`
- * (400 bad request / protocol mismatch, 404 unknown model, 413 prompt too long,
- * 429 queue full with a `Retry-After` header, 503 not ready).
+ * (400 bad request / protocol mismatch, 401 bad signature, 404 unknown model, 413 prompt too long,
+ * 429 queue full with a `Retry-After` header, 503 not ready or draining, also with `Retry-After`).
  *
  * Pure types and constants only: this file is imported by both the worker and the node.
  */
@@ -112,6 +117,8 @@ export type NodeErrorCode =
   | 'context_length_exceeded'
   | 'queue_full'
   | 'not_ready'
+  | 'draining'
+  | 'unauthorized'
   | 'internal_error';
 
 export interface NodeErrorBody {
@@ -134,4 +141,6 @@ export interface NodeLoad {
   /** Cached full blocks (prefix cache entries) and their tokens. */
   cached_blocks: number;
   cached_tokens: number;
+  /** The node is shutting down: it finishes what it runs and admits nothing new (route elsewhere). */
+  draining?: boolean;
 }

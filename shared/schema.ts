@@ -106,6 +106,8 @@ export const usageEvents = sqliteTable(
      * A request is never billed above its reservation; cost_micros is what was billed (= the debit).
      */
     overrunMicros: integer('overrun_micros').notNull().default(0),
+    /** Milliseconds from the request's start to its first output token sent; NULL when none was sent. */
+    ttftMs: integer('ttft_ms'),
   },
   (t) => [
     uniqueIndex('usage_events_request_uq').on(t.requestId),

@@ -69,7 +69,7 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
     persistTo = mkdtempSync(join(tmpdir(), 'edge-dashboard-'));
     node = await startTestNode();
     applyLocalMigrations(persistTo);
-    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, persistTo });
+    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, nodeSecret: node.secret, persistTo });
     const tenant = await seedTenant(worker.url, ADMIN_TOKEN, 'dash-e2e', 5_000_000);
     orgId = tenant.orgId;
     // The customer's own key may manage keys; requests are made with the seeded key.
@@ -134,6 +134,11 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
     for (const r of rows) expect(await page.locator('#requests').getByText(r.requestId).count()).toBe(1);
     expect(await page.locator('#by-model tbody tr').count()).toBe(1);
     expect(await page.locator('#spend-chart canvas').count()).toBe(1);
+    // Latency and errors (GET /dashboard/api/latency): one model · backend line, none of the rows failed.
+    expect(await page.locator('#ttft-chart canvas').count()).toBe(1);
+    expect(await page.locator('#errors-chart canvas').count()).toBe(1);
+    expect(await text('ttft-chart-desc')).toContain('k2-tiny · pool');
+    expect(await text('errors-chart-desc')).toContain(`k2-tiny · pool: 0 of ${rows.length} requests failed`);
 
     await page.screenshot({ path: join(OUT, 'dashboard.png'), fullPage: true });
     await page.setViewportSize({ width: 375, height: 812 });

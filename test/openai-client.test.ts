@@ -29,7 +29,7 @@ describe('openai client → worker → GPU node → D1', () => {
     persistTo = mkdtempSync(join(tmpdir(), 'edge-e2e-'));
     node = await startTestNode();
     applyLocalMigrations(persistTo);
-    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, persistTo });
+    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, nodeSecret: node.secret, persistTo });
     const tenant = await seedTenant(worker.url, ADMIN_TOKEN, 'e2e', 5_000_000);
     client = new OpenAI({ apiKey: tenant.key, baseURL: `${worker.url}/v1`, maxRetries: 0 });
   });

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { costMicros, type Price } from '../shared/pricing.ts';
 import type { NodeLoad } from '../shared/protocol.ts';
 import { k2TinyTokenizer } from '../shared/tokenizer/index.ts';
-import { ensureTinyModel, startLocalNode, type LocalNode } from '../scripts/local-node.ts';
+import { ensureTinyModel, localCredential, startLocalNode, type LocalNode } from '../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker } from '../scripts/local-worker.ts';
 
 const ADMIN_TOKEN = 'prompt-cache-admin-token';
@@ -43,9 +43,11 @@ describe('prompt caching across a node pool', () => {
   beforeAll(async () => {
     persistTo = mkdtempSync(join(tmpdir(), 'prompt-cache-'));
     await ensureTinyModel();
-    nodes = await Promise.all([0, 1].map(() => startLocalNode({ extraArgs: ['--kv-blocks', '512', '--block-size', String(BLOCK)] })));
+    // One pool, one secret.
+    const secret = localCredential('nsec');
+    nodes = await Promise.all([0, 1].map(() => startLocalNode({ extraArgs: ['--kv-blocks', '512', '--block-size', String(BLOCK)], secret })));
     applyLocalMigrations(persistTo);
-    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: nodes[0].url, persistTo });
+    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: nodes[0].url, nodeSecret: secret, persistTo });
     for (const n of nodes) await admin('POST', '/nodes', { pool: 'k2-tiny', url: n.url });
     key = (await seedTenant(worker.url, ADMIN_TOKEN, 'prompt-cache', 50_000_000)).key;
   });

@@ -35,7 +35,8 @@ const PREFIX_TRIALS = opts.quick ? 1 : 3;
 
 // ── the node under test ────────────────────────────────────────────────────────
 ensureModel(MODEL_DIR, 'k2-tiny');
-const serveArgs = ['gpu-nodes/src/cli.ts', 'serve', MODEL_DIR, '--port', '0', '--backend', opts.backend!, '--max-batch', '32'];
+// --insecure-no-auth: this measures the engine behind HTTP on 127.0.0.1; the signed edge hop is timed by bench:load.
+const serveArgs = ['gpu-nodes/src/cli.ts', 'serve', MODEL_DIR, '--port', '0', '--backend', opts.backend!, '--max-batch', '32', '--insecure-no-auth'];
 if (opts.threads) serveArgs.push('--threads', opts.threads);
 const child = spawn(process.execPath, serveArgs, {
   cwd: ROOT,

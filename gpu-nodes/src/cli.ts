@@ -6,7 +6,7 @@ export {}; // a module, so top-level await works
 
 const commands: Record<string, { usage: string; load: () => Promise<{ run(args: string[]): Promise<void> }> }> = {
   serve: {
-    usage: 'serve DIR [--port 8788] [--host 127.0.0.1] [--backend auto|webgpu|wasm|reference] [--threads N] [--max-batch 32] [--max-tokens-per-step 256] [--kv-blocks N] [--block-size 16] [--max-queue 256] [--model-id ID] [--node-id ID]',
+    usage: 'serve DIR [--port 8788] [--host 127.0.0.1] [--backend auto|webgpu|wasm|reference] [--threads N] [--max-batch 32] [--max-tokens-per-step 256] [--kv-blocks N] [--block-size 16] [--max-queue 256] [--model-id ID] [--node-id ID] [--secret-file F] [--previous-secret-file F] [--api-key-file F] [--insecure-no-auth] [--drain-timeout 30]',
     load: () => import('./cli/serve.ts'),
   },
   inspect: {

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GenerateRequest, NodeErrorBody, NodeEvent, NodeLoad } from '../../shared/protocol.ts';
 import { PROTOCOL_HEADER } from '../../shared/protocol.ts';
+import { signNodeRequest } from '../../shared/node-auth.ts';
 import { ensureModel } from './model/make-model.ts';
 import { createApp } from './server.ts';
 
@@ -13,11 +14,13 @@ const MODEL_DIR = fileURLToPath(new URL('../../models/k2-tiny', import.meta.url)
 
 let child: ChildProcess;
 let base = '';
+const SECRET = 'server-test-secret';
 
 beforeAll(async () => {
   ensureModel(MODEL_DIR, 'k2-tiny');
   child = spawn(process.execPath, ['gpu-nodes/src/cli.ts', 'serve', MODEL_DIR, '--port', '0', '--max-batch', '1', '--max-queue', '1', '--node-id', 'test-node', '--backend', 'reference'], {
     cwd: ROOT,
+    env: { ...process.env, K2NODE_SECRET: SECRET },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
@@ -48,8 +51,11 @@ function request(over: Partial<GenerateRequest> = {}, maxTokens = 3): GenerateRe
   };
 }
 
-function post(path: string, body: unknown, init: RequestInit = {}): Promise<Response> {
-  return fetch(base + path, { method: 'POST', body: JSON.stringify(body), ...init, headers: { 'content-type': 'application/json', ...init.headers } });
+/** POSTs `body` signed as the edge would sign it (shared/node-auth.ts). */
+async function post(path: string, body: unknown, init: RequestInit = {}): Promise<Response> {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  const signed = await signNodeRequest({ method: 'POST', path, body: text, secret: SECRET });
+  return fetch(base + path, { method: 'POST', body: text, ...init, headers: { 'content-type': 'application/json', ...signed, ...init.headers } });
 }
 
 /** Reads NDJSON events as they arrive; the caller may stop early. */
@@ -77,7 +83,8 @@ async function all(res: Response): Promise<NodeEvent[]> {
 }
 
 async function load(): Promise<NodeLoad> {
-  return (await fetch(base + '/v1/load')).json() as Promise<NodeLoad>;
+  const signed = await signNodeRequest({ method: 'GET', path: '/v1/load', body: '', secret: SECRET });
+  return (await fetch(base + '/v1/load', { headers: signed })).json() as Promise<NodeLoad>;
 }
 
 /** The engine frees at its next step: poll briefly until nothing runs and every block is back. */
@@ -92,8 +99,9 @@ async function expectDrained(): Promise<void> {
 
 describe('createApp while the model loads', () => {
   it('answers 503 not_ready on the protocol endpoints and says so on /health', async () => {
-    const app = createApp(() => undefined);
-    const res = await app.request('/v1/generate', { method: 'POST', body: '{}' });
+    const app = createApp(() => undefined, undefined, { auth: { secrets: [SECRET], apiKeys: [], insecureNoAuth: false } });
+    const signed = await signNodeRequest({ method: 'POST', path: '/v1/generate', body: '{}', secret: SECRET });
+    const res = await app.request('/v1/generate', { method: 'POST', body: '{}', headers: signed });
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('5');
     expect(((await res.json()) as NodeErrorBody).error.code).toBe('not_ready');
@@ -143,7 +151,7 @@ describe('k2node serve', () => {
       expect(res.status).toBe(status);
       expect(((await res.json()) as NodeErrorBody).error.code).toBe(code);
     }
-    const notJson = await fetch(base + '/v1/generate', { method: 'POST', body: '{' });
+    const notJson = await post('/v1/generate', '{');
     expect(notJson.status).toBe(400);
   });
 

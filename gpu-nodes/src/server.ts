@@ -2,26 +2,33 @@
  * The GPU node's HTTP surface, speaking shared/protocol.ts: HTTP in, engine calls, HTTP out. All
  * scheduling, caching and generation live in engine/; this file only maps requests and errors.
  *
- *   POST /v1/generate  GenerateRequest → 200 NDJSON stream of NodeEvent (start, tokens…, finish|error)
- *   POST /v1/cancel    CancelRequest   → {cancelled}
- *   GET  /v1/load      NodeLoad (for the edge's routing)
- *   GET  /health       {ok, version}
+ *   POST /v1/generate  GenerateRequest → 200 NDJSON stream of NodeEvent (start, tokens…, finish|error)   signed
+ *   POST /v1/cancel    CancelRequest   → {cancelled}                                                     signed
+ *   GET  /v1/load      NodeLoad (for the edge's routing; `draining` while shutting down)                  signed
+ *   POST /v1/chat/completions, /v1/completions (openai/)                                                bearer key
+ *   GET  /health       {ok, version, ready}: liveness
+ *   GET  /ready        200 when the model is loaded and the node is not draining, else 503: readiness
+ *   GET  /metrics      Prometheus text (metrics.ts)
  */
 import { Hono, type MiddlewareHandler } from 'hono';
-import type { CancelRequest, GenerateRequest, NodeErrorBody, NodeErrorCode, NodeEvent } from '../../shared/protocol.ts';
+import { bodyLimit } from 'hono/body-limit';
+import type { CancelRequest, GenerateRequest, NodeEvent } from '../../shared/protocol.ts';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from '../../shared/protocol.ts';
+import { admitUnlessDraining, DrainState } from './drain.ts';
 import type { Engine } from './engine/engine.ts';
 import { EngineError } from './engine/errors.ts';
+import type { NodeMetrics } from './metrics.ts';
+import { nodeErrorResponse as errorResponse } from './node-errors.ts';
 import { openAIRoutes } from './openai/routes.ts';
+import { requireApiKey, requireSignature, type NodeAuthConfig } from './request-auth.ts';
+import { loggedSink } from './request-log.ts';
 import type { Tokenizer } from '../../shared/tokenizer/bpe.ts';
 
-function errorResponse(code: NodeErrorCode, status: number, message: string, headers: Record<string, string> = {}): Response {
-  const body: NodeErrorBody = { error: { code, message } };
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...headers },
-  });
-}
+/**
+ * Bodies are read whole before the signature check, so an unauthenticated caller must not be able
+ * to make the node buffer more than this. A full-context prompt as token ids is ~1 MiB of JSON.
+ */
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
 
 /**
  * Rejects requests whose protocol header names another version, before the body is even read, so a
@@ -61,7 +68,7 @@ export function requireEngine(getEngine: () => Engine | undefined): MiddlewareHa
   };
 }
 
-async function readJson<T>(req: Request): Promise<T | Response> {
+async function readJson<T>(req: { json(): Promise<unknown> }): Promise<T | Response> {
   try {
     return (await req.json()) as T;
   } catch {
@@ -71,7 +78,7 @@ async function readJson<T>(req: Request): Promise<T | Response> {
 }
 
 /** NDJSON stream of one request's events; closing it from the client side cancels the request. */
-function generateStream(engine: Engine, body: GenerateRequest): Response {
+function generateStream(engine: Engine, body: GenerateRequest, traceparent: string | undefined): Response {
   const encoder = new TextEncoder();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let done = false;
@@ -95,34 +102,69 @@ function generateStream(engine: Engine, body: GenerateRequest): Response {
       controller.close();
     }
   };
-  engine.submit(body, sink); // throws EngineError before any byte is streamed
+  engine.submit(body, loggedSink(body, traceparent, engine.options.nodeId, sink)); // throws EngineError before any byte is streamed
   return new Response(stream, {
     headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
   });
+}
+
+export interface NodeAppOptions {
+  /** Who may call (request-auth.ts). */
+  auth: NodeAuthConfig;
+  /** Shared with cli/serve.ts, which sets it on SIGTERM. */
+  drain?: DrainState;
+  /** Served at /metrics when given. */
+  metrics?: NodeMetrics;
 }
 
 /**
  * The node's app; `getEngine` returns undefined while the model is still loading. With
  * `getTokenizer` the node also answers OpenAI's /v1/chat/completions and /v1/completions (openai/).
  */
-export function createApp(getEngine: () => Engine | undefined, getTokenizer?: () => Tokenizer | undefined): Hono<{ Variables: EngineVariables }> {
+export function createApp(
+  getEngine: () => Engine | undefined,
+  getTokenizer: (() => Tokenizer | undefined) | undefined,
+  options: NodeAppOptions,
+): Hono<{ Variables: EngineVariables }> {
+  const { auth, drain = new DrainState(), metrics } = options;
   const app = new Hono<{ Variables: EngineVariables }>();
   app.use(protocolVersion());
 
   app.get('/health', (c) => c.json({ ok: true, version: PROTOCOL_VERSION, ready: getEngine() !== undefined }));
+  app.get('/ready', (c) => {
+    const ready = getEngine() !== undefined && !drain.draining;
+    return c.json({ ready, draining: drain.draining }, ready ? 200 : 503);
+  });
+  if (metrics) {
+    app.get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+  }
 
+  const tooLarge = () => errorResponse('invalid_request', 413, `request body over ${MAX_BODY_BYTES} bytes`);
+  app.use('/v1/*', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge }));
+  // Credentials before readiness, so an unauthenticated caller learns nothing, not even that the model is loading.
+  const signed = requireSignature(auth);
+  app.use('/v1/generate', signed);
+  app.use('/v1/cancel', signed);
+  app.use('/v1/load', signed);
+  const keyed = requireApiKey(auth);
+  app.use('/v1/chat/completions', keyed);
+  app.use('/v1/completions', keyed);
   app.use('/v1/*', requireEngine(getEngine));
+  const admit = admitUnlessDraining(drain);
+  app.use('/v1/generate', admit);
+  app.use('/v1/chat/completions', admit);
+  app.use('/v1/completions', admit);
 
-  app.get('/v1/load', (c) => c.json(c.var.engine.load()));
+  app.get('/v1/load', (c) => c.json({ ...c.var.engine.load(), draining: drain.draining }));
 
   app.post('/v1/generate', async (c) => {
-    const body = await readJson<GenerateRequest>(c.req.raw);
+    const body = await readJson<GenerateRequest>(c.req);
     if (body instanceof Response) return body;
-    return generateStream(c.var.engine, body);
+    return generateStream(c.var.engine, body, c.req.header('traceparent'));
   });
 
   app.post('/v1/cancel', async (c) => {
-    const body = await readJson<CancelRequest>(c.req.raw);
+    const body = await readJson<CancelRequest>(c.req);
     if (body instanceof Response) return body;
     if (body?.version !== PROTOCOL_VERSION) {
       return errorResponse('protocol_mismatch', 400, `node speaks token-batch protocol v${PROTOCOL_VERSION}, request has version ${String(body?.version)}`);

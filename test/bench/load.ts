@@ -13,6 +13,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
+import { signNodeRequest } from '../../shared/node-auth.ts';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION, type GenerateRequest, type NodeEvent } from '../../shared/protocol.ts';
 import { k2TinyTokenizer, renderChat, chatStopTokenIds } from '../../shared/tokenizer/index.ts';
 import { ensureTinyModel, REPO_ROOT, startLocalNode } from '../../scripts/local-node.ts';
@@ -100,7 +101,7 @@ async function viaEdge(edgeUrl: string, key: string, i: number): Promise<Sample>
 }
 
 /** The same prompt straight to the node, tokenized here exactly as the edge does. */
-async function direct(nodeUrl: string, i: number): Promise<Sample> {
+async function direct(nodeUrl: string, secret: string, i: number): Promise<Sample> {
   const tokenizer = k2TinyTokenizer();
   const req: GenerateRequest = {
     version: PROTOCOL_VERSION,
@@ -112,10 +113,13 @@ async function direct(nodeUrl: string, i: number): Promise<Sample> {
     cache_salt: 'load-bench-direct',
   };
   const t0 = performance.now();
+  // Signed as the edge signs (the node refuses unsigned requests); the signing is part of the timed hop, as it is at the edge.
+  const body = JSON.stringify(req);
+  const signature = await signNodeRequest({ method: 'POST', path: '/v1/generate', body, secret });
   const res = await fetch(`${nodeUrl}/v1/generate`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
-    body: JSON.stringify(req),
+    headers: { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...signature },
+    body,
   });
   const headers = performance.now() - t0;
   if (res.status !== 200 || !res.body) return { ok: false, ttft: 0, headers: 0, itl: [], total: performance.now() - t0, tokens: 0 };
@@ -201,7 +205,7 @@ async function main() {
   let worker: Awaited<ReturnType<typeof startLocalWorker>> | undefined;
   try {
     applyLocalMigrations(persistTo);
-    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, persistTo });
+    worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, nodeSecret: node.secret, persistTo });
     const adminCall = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
       const res = await fetch(`${worker!.url}${path}`, {
         method,
@@ -219,10 +223,10 @@ async function main() {
     const runStartedAt = Date.now() - 60_000;
     // Warm both paths (model pages, isolate, JIT) outside the measurement.
     await viaEdge(worker.url, tenant.key, 0);
-    await direct(node.url, 0);
+    await direct(node.url, node.secret, 0);
 
     const edgeRun = await pool(REQUESTS, CLIENTS, (i) => viaEdge(worker!.url, tenant.key, i));
-    const directRun = await pool(REQUESTS, CLIENTS, (i) => direct(node.url, i));
+    const directRun = await pool(REQUESTS, CLIENTS, (i) => direct(node.url, node.secret, i));
     const edge = summarize('edge → node', edgeRun);
     const node_ = summarize('node direct', directRun);
 

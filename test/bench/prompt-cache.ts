@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { k2TinyTokenizer } from '../../shared/tokenizer/index.ts';
-import { ensureTinyModel, startLocalNode, type LocalNode } from '../../scripts/local-node.ts';
+import { ensureTinyModel, localCredential, startLocalNode, type LocalNode } from '../../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker } from '../../scripts/local-worker.ts';
 
 const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
@@ -48,9 +48,10 @@ async function runMode(mode: Mode): Promise<{ samples: Sample[]; wallMs: number;
   const persistTo = mkdtempSync(join(tmpdir(), `bench-prompt-cache-${mode}-`));
   const nodes: LocalNode[] = [];
   try {
-    for (let i = 0; i < NODES; i++) nodes.push(await startLocalNode({ extraArgs: ['--kv-blocks', '4096'] }));
+    const secret = localCredential('nsec');
+    for (let i = 0; i < NODES; i++) nodes.push(await startLocalNode({ extraArgs: ['--kv-blocks', '4096'], secret }));
     applyLocalMigrations(persistTo);
-    const worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: nodes[0].url, persistTo, vars: { ROUTING_POLICY: mode } });
+    const worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: nodes[0].url, nodeSecret: secret, persistTo, vars: { ROUTING_POLICY: mode } });
     try {
       const adminHeaders = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
       for (const n of nodes) {

@@ -40,7 +40,7 @@ async function timeSeries(send: () => Promise<Response>, n: number): Promise<num
 const upstream = await startFakeUpstream();
 const persistTo = mkdtempSync(join(tmpdir(), 'bench-upstreams-'));
 applyLocalMigrations(persistTo);
-const worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: 'http://127.0.0.1:1', persistTo });
+const worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: 'http://127.0.0.1:1', nodeSecret: 'unused: no GPU node in this benchmark', persistTo });
 try {
   const base = `${upstream.url}/ok/bench/v1`;
   const add = await fetch(`${worker.url}/admin/models/${MODEL}/backends`, {

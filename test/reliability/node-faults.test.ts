@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { costMicros } from '../../shared/pricing.ts';
-import { ensureTinyModel, freePort, startLocalNode, type LocalNode } from '../../scripts/local-node.ts';
+import { ensureTinyModel, freePort, localCredential, startLocalNode, type LocalNode } from '../../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker, type SeededTenant } from '../../scripts/local-worker.ts';
 
 const ADMIN_TOKEN = 'reliability-admin-token';
@@ -30,10 +30,12 @@ let node: LocalNode;
 let worker: LocalWorker;
 let tenant: SeededTenant;
 let persistTo: string;
+/** Kept across restarts: a restarted node holds the pool's secret again. */
+const nodeSecret = localCredential('nsec');
 
 /** The real node on a fixed port, so a restart comes back at the same URL. */
 async function startNode(): Promise<LocalNode> {
-  return startLocalNode({ port, extraArgs: ['--kv-blocks', '512'] });
+  return startLocalNode({ port, extraArgs: ['--kv-blocks', '512'], secret: nodeSecret });
 }
 
 beforeAll(async () => {
@@ -42,7 +44,7 @@ beforeAll(async () => {
   await ensureTinyModel();
   node = await startNode();
   applyLocalMigrations(persistTo);
-  worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, persistTo });
+  worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, nodeSecret, persistTo });
   tenant = await seedTenant(worker.url, ADMIN_TOKEN, 'faults', 50_000_000);
 });
 

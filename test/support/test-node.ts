@@ -6,8 +6,15 @@ import { ensureTinyModel, startLocalNode, type LocalNode } from '../../scripts/l
 
 export type TestNode = LocalNode;
 
-export async function startTestNode(): Promise<TestNode> {
+/**
+ * The credentials of the node the workerd tests share (workers/test/global-setup.ts): vitest.config.ts
+ * hands the same values to the worker as its NODE_SECRET and NODE_API_KEY bindings. Test-only values.
+ */
+export const WORKERS_TEST_NODE_SECRET = 'workers-test-node-secret';
+export const WORKERS_TEST_NODE_API_KEY = 'workers-test-node-api-key';
+
+export async function startTestNode(credentials: { secret?: string; apiKey?: string } = {}): Promise<TestNode> {
   await ensureTinyModel();
   // Small KV cache and batch: the tests send a handful of short requests.
-  return startLocalNode({ extraArgs: ['--kv-blocks', '512'] });
+  return startLocalNode({ extraArgs: ['--kv-blocks', '512'], ...credentials });
 }

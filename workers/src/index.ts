@@ -18,6 +18,7 @@ import { auth } from './middleware/auth.ts';
 import { bodySize } from './middleware/body-size.ts';
 import { requestId } from './middleware/request-id.ts';
 import { session } from './middleware/session.ts';
+import { trace } from './middleware/trace.ts';
 import { responseCache } from './response-cache/middleware.ts';
 import { admin } from './routes/admin.ts';
 import { backends } from './routes/backends.ts';
@@ -32,6 +33,8 @@ import { usage } from './routes/usage.ts';
 const app = new Hono<AppEnv>();
 
 app.use(requestId());
+// W3C trace context for the request, passed on to the GPU node and named in the request log line.
+app.use(trace());
 // Oversized bodies are refused before anything reads, parses or tokenizes them.
 app.use('/v1/*', bodySize());
 app.use('/v1/*', auth());

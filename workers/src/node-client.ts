@@ -1,7 +1,13 @@
 /**
  * The only code that talks to a GPU node (shared/protocol.ts): opens a generation and yields its
- * NDJSON events, cancels one, and maps the node's HTTP errors to our API errors.
+ * NDJSON events, cancels one, polls load, and maps the node's HTTP errors to our API errors.
+ *
+ * Every request is signed with the Worker secret NODE_SECRET (shared/node-auth.ts), the same value
+ * the pool's nodes hold as K2NODE_SECRET; a node answers an unsigned request with 401.
  */
+import { env } from 'cloudflare:workers';
+import { signNodeRequest } from '../../shared/node-auth.ts';
+import { requestContext, traceparent } from './observability/request-context.ts';
 import {
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
@@ -9,8 +15,38 @@ import {
   type GenerateRequest,
   type NodeErrorBody,
   type NodeEvent,
+  type NodeLoad,
 } from '../../shared/protocol.ts';
 import { ApiError, InvalidRequestError, OverloadedError, UpstreamUnavailableError } from './errors.ts';
+
+/**
+ * fetch() to a node with the signature headers. The secret is read from the Worker's env on each
+ * call (a secret rotation reaches new requests without a redeploy of this code).
+ */
+async function nodeFetch(url: string, init: { method: 'GET' | 'POST'; body?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<Response> {
+  const secret = (env as Partial<Env>).NODE_SECRET;
+  if (!secret) throw new UpstreamUnavailableError('the edge has no NODE_SECRET to sign GPU node requests with; set it with `wrangler secret put NODE_SECRET`');
+  const path = new URL(url).pathname;
+  const signature = await signNodeRequest({ method: init.method, path, body: init.body ?? '', secret });
+  // The request's W3C trace, so the node's log line for it carries the same trace id.
+  const context = requestContext.getStore();
+  const trace: Record<string, string> = context ? { traceparent: traceparent(context.trace) } : {};
+  return fetch(url, { ...init, headers: { ...init.headers, ...signature, ...trace, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) } });
+}
+
+/** The node's `GET /v1/load`, signed; undefined when it is not ready (503) or otherwise refuses. */
+export async function fetchNodeLoad(nodeUrl: string, signal: AbortSignal): Promise<NodeLoad | undefined> {
+  const res = await nodeFetch(`${nodeUrl}/v1/load`, { method: 'GET', signal });
+  if (!res.ok) {
+    // 503 while the model loads, 401 when our secret is not the node's: not routable. Drain so the connection can be reused.
+    if (res.status === 401) console.warn(`load poll of ${nodeUrl}: node refused our signature (NODE_SECRET differs from its K2NODE_SECRET?)`);
+    await res.arrayBuffer();
+    return undefined;
+  }
+  const load = (await res.json()) as NodeLoad;
+  // A draining node finishes what it runs but takes nothing new: route as if it were down.
+  return load.draining ? undefined : load;
+}
 
 export interface NodeGeneration {
   /** Base URL of the node that accepted the request (cancel goes to the same one). */
@@ -33,18 +69,15 @@ export async function openGeneration(urls: string[], req: GenerateRequest, signa
   for (const nodeUrl of urls) {
     let res: Response;
     try {
-      res = await fetch(`${nodeUrl}/v1/generate`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
-        body: JSON.stringify(req),
-        signal,
-      });
+      res = await nodeFetch(`${nodeUrl}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req), signal });
     } catch (err) {
-      if (signal.aborted) throw err;
+      if (signal.aborted || err instanceof ApiError) throw err;
       lastError = new UpstreamUnavailableError(`${nodeUrl} unreachable`);
       continue;
     }
     if (res.ok && res.body) {
+      const context = requestContext.getStore();
+      if (context) context.nodeUrl = nodeUrl;
       const events = new NodeEventReader(res.body);
       return { nodeUrl, events, close: () => events.close() };
     }
@@ -57,11 +90,7 @@ export async function openGeneration(urls: string[], req: GenerateRequest, signa
 /** Best effort: the node stops generating for `requestId` and finishes it with "cancelled". */
 export async function cancelGeneration(nodeUrl: string, requestId: string): Promise<void> {
   const body: CancelRequest = { version: PROTOCOL_VERSION, request_id: requestId };
-  const res = await fetch(`${nodeUrl}/v1/cancel`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
-    body: JSON.stringify(body),
-  });
+  const res = await nodeFetch(`${nodeUrl}/v1/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   // Drain so workerd can reuse the connection.
   await res.arrayBuffer();
 }

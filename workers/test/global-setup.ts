@@ -5,12 +5,12 @@
 import type { TestProject } from 'vitest/node';
 import type {} from './provided-context.d.ts';
 import { startFakeUpstream } from '../../test/support/fake-upstream.ts';
-import { startTestNode } from '../../test/support/test-node.ts';
+import { startTestNode, WORKERS_TEST_NODE_API_KEY, WORKERS_TEST_NODE_SECRET } from '../../test/support/test-node.ts';
 
 // ProvidedContext (nodeUrl, fakeUpstreamUrl) is declared in provided-context.d.ts, which both sides see.
 
 export default async function setup(project: TestProject) {
-  const node = await startTestNode();
+  const node = await startTestNode({ secret: WORKERS_TEST_NODE_SECRET, apiKey: WORKERS_TEST_NODE_API_KEY });
   project.provide('nodeUrl', node.url);
   // A scriptable OpenAI-compatible engine for the upstream failure tests (workers/src/upstreams/).
   const upstream = await startFakeUpstream();

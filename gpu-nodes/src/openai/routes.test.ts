@@ -20,16 +20,18 @@ let tokenizer: Tokenizer;
 let close: () => Promise<void>;
 let client: OpenAI;
 let base = '';
+const API_KEY = 'node-routes-test-key';
+const authorization = { authorization: `Bearer ${API_KEY}` };
 
 beforeAll(async () => {
   ensureModel(MODEL_DIR, 'k2-tiny');
   const kernels = await selectKernels({ backend: 'reference' });
   [engine, tokenizer] = await Promise.all([loadEngine(MODEL_DIR, { kernels, kvBlocks: 256, log: () => {} }), loadTokenizer(MODEL_DIR)]);
-  const server = serve({ fetch: createApp(() => engine, () => tokenizer).fetch, port: 0, hostname: '127.0.0.1' });
+  const server = serve({ fetch: createApp(() => engine, () => tokenizer, { auth: { secrets: [], apiKeys: [API_KEY], insecureNoAuth: false } }).fetch, port: 0, hostname: '127.0.0.1' });
   await new Promise((ok) => server.once('listening', ok));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
   close = () => new Promise<void>((ok) => server.close(() => ok()));
-  client = new OpenAI({ apiKey: 'unused', baseURL: base, maxRetries: 0 });
+  client = new OpenAI({ apiKey: API_KEY, baseURL: base, maxRetries: 0 });
 });
 
 afterAll(() => close?.());
@@ -74,11 +76,22 @@ describe('node OpenAI-compatible endpoint', () => {
   });
 
   it('answers errors in OpenAI shape: unknown model 404, bad body 400', async () => {
-    const wrong = await fetch(`${base}/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'nope', messages }) });
+    const wrong = await fetch(`${base}/chat/completions`, { method: 'POST', headers: authorization, body: JSON.stringify({ model: 'nope', messages }) });
     expect(wrong.status).toBe(404);
     expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe('model_not_found');
-    const bad = await fetch(`${base}/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'k2-tiny', messages: [] }) });
+    const bad = await fetch(`${base}/chat/completions`, { method: 'POST', headers: authorization, body: JSON.stringify({ model: 'k2-tiny', messages: [] }) });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { param: string } }).error.param).toBe('messages');
+  });
+
+  it('refuses a missing or wrong API key with 401 invalid_api_key', async () => {
+    const body = JSON.stringify({ model: 'k2-tiny', messages, max_tokens: 1 });
+    for (const headers of [{} as Record<string, string>, { authorization: 'Bearer not-the-key' }, { authorization: API_KEY }]) {
+      const res = await fetch(`${base}/chat/completions`, { method: 'POST', headers, body });
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
+    }
+    const wrongClient = new OpenAI({ apiKey: 'sk-wrong', baseURL: base, maxRetries: 0 });
+    await expect(wrongClient.completions.create({ model: 'k2-tiny', prompt: 'x', max_tokens: 1 })).rejects.toMatchObject({ status: 401 });
   });
 });

@@ -10,6 +10,8 @@
 import { costMicros, type TokenCounts } from '../../../shared/pricing.ts';
 import type { FinishReason, Usage } from '../../../shared/protocol.ts';
 import type { PriceRow } from '../db/queries.ts';
+import { requestContext, type RequestContext } from '../observability/request-context.ts';
+import { logRequest } from '../observability/request-log.ts';
 import type { RequestBilling } from './request-billing.ts';
 import { enqueueUsage, type UsageMessage } from './usage-queue.ts';
 
@@ -36,6 +38,10 @@ export class UsageMeter {
   /** Upstream engines (workers/src/upstreams/): which backend served, and whether counts are our estimate. */
   private backend: string | null = null;
   private estimated = false;
+  /** Date.now() when the first output token was handed to the client (time to first token). */
+  private firstSentAt: number | undefined;
+  /** Taken while the handler runs: a stream's last write may happen outside the request's async context. */
+  private readonly context: RequestContext | undefined = requestContext.getStore();
   private recorded: Promise<UsageMessage> | undefined;
 
   /** `promptTokens` is the edge's own count, used until the node reports its start event. */
@@ -64,6 +70,7 @@ export class UsageMeter {
 
   /** `count` completion tokens were handed to the client. */
   sent(count: number): void {
+    if (count > 0) this.firstSentAt ??= Date.now();
     this.completionTokens += count;
   }
 
@@ -108,6 +115,7 @@ export class UsageMeter {
         finishedAt: Date.now(),
         estimated: this.estimated ? 1 : 0,
         backend: this.backend,
+        ttftMs: this.firstSentAt === undefined ? null : this.firstSentAt - startedAt,
       },
       tokens: tokens.promptTokens + tokens.completionTokens,
       charge: null,
@@ -124,6 +132,9 @@ export class UsageMeter {
     } catch (err) {
       console.warn(`settle ${requestId}: left to the usage queue: ${String(err)}`);
     }
+    const { event } = message;
+    // The cost logged is what was billed (the charge), or the metered cost while the queue settles it.
+    logRequest({ ...event, backend: this.backend, finishReason, costMicros: message.charge?.chargedMicros ?? cost, ttftMs: event.ttftMs ?? null }, this.context);
     await enqueueUsage(this.env, message);
     return message;
   }

@@ -14,6 +14,7 @@ export const PAGE = `<!doctype html>
 <link rel="stylesheet" href="/dashboard/assets/uplot.css">
 <link rel="stylesheet" href="/dashboard/assets/app.css">
 <script src="/dashboard/assets/uplot.js" defer></script>
+<script src="/dashboard/assets/latency-charts.js" defer></script>
 <script src="/dashboard/assets/app.js" defer></script>
 </head>
 <body>
@@ -96,6 +97,22 @@ export const PAGE = `<!doctype html>
       <figcaption id="tokens-chart-title">Tokens: uncached input, cached input, output</figcaption>
       <div id="tokens-chart" role="img" aria-labelledby="tokens-chart-title" aria-describedby="tokens-chart-desc"></div>
       <p class="sr-only" id="tokens-chart-desc"></p>
+    </figure>
+  </div>
+</section>
+
+<section aria-labelledby="latency-title">
+  <h2 id="latency-title">Latency and errors</h2>
+  <div class="charts">
+    <figure class="card chart">
+      <figcaption id="ttft-chart-title">Time to first token, p50 and p95 (ms), per model · backend</figcaption>
+      <div id="ttft-chart" role="img" aria-labelledby="ttft-chart-title" aria-describedby="ttft-chart-desc"></div>
+      <p class="sr-only" id="ttft-chart-desc"></p>
+    </figure>
+    <figure class="card chart">
+      <figcaption id="errors-chart-title">Error rate (% of requests failed), per model · backend</figcaption>
+      <div id="errors-chart" role="img" aria-labelledby="errors-chart-title" aria-describedby="errors-chart-desc"></div>
+      <p class="sr-only" id="errors-chart-desc"></p>
     </figure>
   </div>
 </section>

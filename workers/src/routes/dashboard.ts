@@ -4,7 +4,7 @@
  * tests serve the same bytes with no asset pipeline. Its data comes from routes/usage.ts.
  *
  *   GET    /dashboard                 the page (sign-in form until a session exists)
- *   GET    /dashboard/assets/:file    app.js, app.css, uplot.js, uplot.css
+ *   GET    /dashboard/assets/:file    app.js, latency-charts.js, app.css, uplot.js, uplot.css
  *   POST   /dashboard/session         { token } → session cookie (an API key or the admin token)
  *   DELETE /dashboard/session         signs out
  */
@@ -12,6 +12,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import appCss from '../dashboard/assets/app.css';
 import appJs from '../dashboard/assets/app.js';
+import latencyChartsJs from '../dashboard/assets/latency-charts.js';
 import { PAGE } from '../dashboard/page.ts';
 import uplotJs from 'uplot/dist/uPlot.iife.min.js';
 import uplotCss from 'uplot/dist/uPlot.min.css';
@@ -22,6 +23,7 @@ import { validated } from '../schemas/usage.ts';
 
 const ASSETS: Record<string, { body: string; type: string }> = {
   'app.js': { body: appJs, type: 'text/javascript; charset=utf-8' },
+  'latency-charts.js': { body: latencyChartsJs, type: 'text/javascript; charset=utf-8' },
   'app.css': { body: appCss, type: 'text/css; charset=utf-8' },
   'uplot.js': { body: uplotJs, type: 'text/javascript; charset=utf-8' },
   'uplot.css': { body: uplotCss, type: 'text/css; charset=utf-8' },

@@ -6,6 +6,7 @@
  *   GET  /me                          who is signed in (+ the org list, for admins)
  *   GET  /summary?from&to&org         totals, cache hit rate, money saved by caching
  *   GET  /timeseries?bucket=hour|day  tokens and spend per UTC hour or day
+ *   GET  /latency?bucket=hour|day     TTFT p50/p95 and error count per model and backend, per hour or day
  *   GET  /breakdown?by=model|key|org  totals per model, key or org
  *   GET  /requests?limit&cursor       recent requests, newest first, keyset-paged
  *   GET  /account?org                 balance, open reservations, rate-limit usage
@@ -23,6 +24,7 @@ import { accountView } from '../dashboard/account-view.ts';
 import { createKey, revokeKey } from '../dashboard/keys.ts';
 import { usageCsv } from '../dashboard/usage-csv.ts';
 import { listKeys, listOrganizations, type KeyListing } from '../db/dashboard-keys.ts';
+import { latencyTimeseries } from '../db/latency-stats.ts';
 import { database, organizationExists } from '../db/queries.ts';
 import {
   dailyUsageLines,
@@ -105,6 +107,14 @@ export const usage = new Hono<AppEnv>()
     const orgId = orgScope(c, org);
     const points = await usageTimeseries(c.env.DB, { orgId, from, to }, bucket);
     return c.json({ object: 'usage.timeseries', org_id: orgId, from, to, bucket, data: points.map((p) => ({ t: p.t, ...totalsWire(p) })) });
+  })
+
+  .get('/latency', validated('query', schemas.timeseries), async (c) => {
+    const { org, from, to, bucket } = c.req.valid('query');
+    const orgId = orgScope(c, org);
+    const points = await latencyTimeseries(c.env.DB, { orgId, from, to }, bucket);
+    const data = points.map((p) => ({ t: p.t, model: p.model, backend: p.backend, requests: p.requests, errors: p.errors, ttft_p50_ms: p.ttftP50Ms, ttft_p95_ms: p.ttftP95Ms }));
+    return c.json({ object: 'usage.latency', org_id: orgId, from, to, bucket, data });
   })
 
   .get('/breakdown', validated('query', schemas.breakdown), async (c) => {

@@ -4,6 +4,7 @@
  * one fetch per node per request. A node that does not answer in time is unhealthy until the next poll.
  */
 import type { NodeLoad } from '../../../shared/protocol.ts';
+import { fetchNodeLoad } from '../node-client.ts';
 
 /** How long a poll result is reused. Short, so a dead node stops being chosen within a second. */
 export const LOAD_TTL_MS = 1000;
@@ -38,13 +39,7 @@ export function forgetNodeState(url: string): void {
 
 async function pollLoad(url: string): Promise<NodeLoad | undefined> {
   try {
-    const res = await fetch(`${url}/v1/load`, { signal: AbortSignal.timeout(LOAD_TIMEOUT_MS) });
-    if (!res.ok) {
-      // 503 while the model loads: not routable yet. Drain so the connection can be reused.
-      await res.arrayBuffer();
-      return undefined;
-    }
-    return (await res.json()) as NodeLoad;
+    return await fetchNodeLoad(url, AbortSignal.timeout(LOAD_TIMEOUT_MS));
   } catch (err) {
     console.warn(`load poll of ${url} failed: ${String(err)}`);
     return undefined;

@@ -50,6 +50,8 @@ const nodeBackend = (over: Record<string, unknown> = {}) => ({
   kind: 'openai',
   base_url: `${inject('nodeUrl')}/v1`,
   upstream_model: 'k2-tiny',
+  // The node's OpenAI routes take a bearer key; this Worker binding holds it (vitest.config.ts).
+  api_key_secret: 'NODE_API_KEY',
   priority: 1,
   ...over,
 });

@@ -407,17 +407,19 @@
     const from = Number(q.get('from'));
     const bucket = state.rangeDays <= 7 ? 'hour' : 'day';
     const admin = state.me.role === 'admin';
-    const [summary, ts, byModel, byKey, byOrg, account] = await Promise.all([
+    const [summary, ts, byModel, byKey, byOrg, account, latency] = await Promise.all([
       api(`/summary?${q}`),
       api(`/timeseries?${query({ bucket })}`),
       api(`/breakdown?${query({ by: 'model' })}`),
       api(`/breakdown?${query({ by: 'key' })}`),
       admin && !state.org ? api(`/breakdown?${query({ by: 'org' })}`) : null,
       admin && !state.org ? null : api(`/account${state.org ? `?org=${encodeURIComponent(state.org)}` : ''}`),
+      api(`/latency?${query({ bucket })}`),
     ]);
     renderSummary(summary);
     renderAccount(account);
     renderCharts(ts, from, to);
+    window.LatencyCharts.render(latency, from, to, bucket === 'hour' ? HOUR_MS : DAY_MS);
     renderBreakdowns(byModel, byKey, byOrg);
     state.pages = [null];
     await Promise.all([loadRequests(), loadKeys()]);
