@@ -29,16 +29,17 @@ describe('wrangler.toml for production', () => {
 
   it('catches Durable Object migrations out of order, duplicated or missing', () => {
     const c = config();
-    const [first, second] = c.migrations;
+    const all = c.migrations;
+    const [first] = all;
     expect(durableObjectMigrationProblems({ ...c, migrations: [first] })).toEqual([
       expect.stringContaining('PrefixRouter, which no migration creates'),
       expect.stringContaining('ResponseCache, which no migration creates'),
     ]);
-    expect(durableObjectMigrationProblems({ ...c, migrations: [first, { ...second, tag: first.tag }] })).toEqual([expect.stringContaining('used twice')]);
-    expect(durableObjectMigrationProblems({ ...c, migrations: [first, second, { tag: 'again', new_sqlite_classes: ['OrgAccount'] }] })).toEqual([
+    expect(durableObjectMigrationProblems({ ...c, migrations: [...all.slice(0, -1), { ...all.at(-1)!, tag: first.tag }] })).toEqual([expect.stringContaining('used twice')]);
+    expect(durableObjectMigrationProblems({ ...c, migrations: [...all, { tag: 'again', new_sqlite_classes: ['OrgAccount'] }] })).toEqual([
       expect.stringContaining('already created'),
     ]);
-    expect(durableObjectMigrationProblems({ ...c, migrations: [first, second, { tag: 'drop', deleted_classes: ['OrgAccount'] }] })).toEqual([
+    expect(durableObjectMigrationProblems({ ...c, migrations: [...all, { tag: 'drop', deleted_classes: ['OrgAccount'] }] })).toEqual([
       expect.stringContaining('ORG_ACCOUNT uses OrgAccount, which no migration creates'),
     ]);
   });
