@@ -9,6 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { signNodeRequest } from '../shared/node-auth.ts';
+import type { NodeLoad } from '../shared/protocol.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_MODEL_DIR = join(REPO_ROOT, 'models', 'k2-tiny');
@@ -22,6 +24,8 @@ export interface LocalNode {
   apiKey: string;
   /** Resolves with the exit code (null when ended by a signal) once the process has exited. */
   exited: Promise<number | null>;
+  /** The node's `GET /v1/load`, signed as the edge signs it. */
+  load(): Promise<NodeLoad>;
   stop(): Promise<void>;
 }
 
@@ -118,6 +122,12 @@ export async function startLocalNode(options: LocalNodeOptions = {}): Promise<Lo
     clearTimeout(timer);
   };
 
+  const load = async (): Promise<NodeLoad> => {
+    const res = await fetch(`${url}/v1/load`, { headers: await signNodeRequest({ method: 'GET', path: '/v1/load', body: '', secret }) });
+    if (!res.ok) throw new Error(`GET ${url}/v1/load: ${res.status} ${await res.text()}`);
+    return (await res.json()) as NodeLoad;
+  };
+
   const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
     if (exited) throw new Error(`GPU node ${exited} before it was ready:\n${tail.join('\n')}`);
@@ -127,7 +137,7 @@ export async function startLocalNode(options: LocalNodeOptions = {}): Promise<Lo
     }
     // /ready answers 503 until the model is loaded, so 200 there means it can generate.
     const ready = await fetch(`${url}/ready`).then((r) => r.ok, () => false);
-    if (ready) return { url, pid: child.pid!, secret, apiKey, exited: exitCode, stop };
+    if (ready) return { url, pid: child.pid!, secret, apiKey, exited: exitCode, load, stop };
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { costMicros, type Price } from '../shared/pricing.ts';
-import type { NodeLoad } from '../shared/protocol.ts';
 import { k2TinyTokenizer } from '../shared/tokenizer/index.ts';
 import { ensureTinyModel, localCredential, startLocalNode, type LocalNode } from '../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker } from '../scripts/local-worker.ts';
@@ -90,7 +89,7 @@ describe('prompt caching across a node pool', () => {
 
   /** Full blocks each live node holds in its prefix cache. */
   async function cachedBlocks(): Promise<number[]> {
-    return Promise.all(nodes.map(async (n) => ((await (await fetch(`${n.url}/v1/load`)).json()) as NodeLoad).cached_blocks));
+    return Promise.all(nodes.map(async (n) => (await n.load()).cached_blocks));
   }
 
   it('routes the same long prompt to the node that cached it; the repeat costs less by exactly the cached tokens × (miss − hit)', async () => {

@@ -21,7 +21,7 @@ import type { NodeMetrics } from './metrics.ts';
 import { nodeErrorResponse as errorResponse } from './node-errors.ts';
 import { openAIRoutes } from './openai/routes.ts';
 import { requireApiKey, requireSignature, type NodeAuthConfig } from './request-auth.ts';
-import { loggedSink } from './request-log.ts';
+import { loggedSink } from './generation-log.ts';
 import type { Tokenizer } from '../../shared/tokenizer/bpe.ts';
 
 /**

@@ -121,7 +121,7 @@ async function runMode(mode: Mode): Promise<{ samples: Sample[]; wallMs: number;
           await new Promise((r) => setTimeout(r, 100));
         }
       }
-      const perNodeBlocks = await Promise.all(nodes.map(async (n) => ((await (await fetch(`${n.url}/v1/load`)).json()) as { cached_blocks: number }).cached_blocks));
+      const perNodeBlocks = await Promise.all(nodes.map(async (n) => (await n.load()).cached_blocks));
       return { samples, wallMs, perNodeBlocks };
     } finally {
       await worker.stop();

@@ -8,28 +8,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { costMicros } from '../../shared/pricing.ts';
 import { ensureTinyModel, freePort, localCredential, startLocalNode, type LocalNode } from '../../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker, type SeededTenant } from '../../scripts/local-worker.ts';
+import { Books } from '../support/books.ts';
 
 const ADMIN_TOKEN = 'reliability-admin-token';
-
-interface UsageRow {
-  status: string;
-  finishReason: string | null;
-  promptTokens: number;
-  cachedTokens: number;
-  completionTokens: number;
-  costMicros: number;
-  priceId: number;
-  startedAt: number;
-}
 
 let port: number;
 let node: LocalNode;
 let worker: LocalWorker;
 let tenant: SeededTenant;
 let persistTo: string;
+let books: Books;
 /** Kept across restarts: a restarted node holds the pool's secret again. */
 const nodeSecret = localCredential('nsec');
 
@@ -45,6 +35,7 @@ beforeAll(async () => {
   node = await startNode();
   applyLocalMigrations(persistTo);
   worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, nodeSecret, persistTo });
+  books = new Books(worker.url, ADMIN_TOKEN, 'faults');
   tenant = await seedTenant(worker.url, ADMIN_TOKEN, 'faults', 50_000_000);
 });
 
@@ -53,41 +44,8 @@ afterAll(async () => {
   rmSync(persistTo, { recursive: true, force: true });
 });
 
-async function admin<T>(path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${worker.url}/admin${path}`, {
-    method: body === undefined ? 'GET' : 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as T };
-}
-
-async function recorded(requestId: string): Promise<{ event: UsageRow; debit: { amountMicros: number } | null }> {
-  for (let i = 0; i < 150; i++) {
-    const res = await admin<{ event: UsageRow; debit: { amountMicros: number } | null }>(`/usage/${requestId}`);
-    if (res.status === 200) return res.body;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`no usage row for ${requestId}`);
-}
-
-/** Row, debit, the org object's balance and the ledger all agree; nothing is still reserved. */
-async function expectSettledExactly(requestId: string): Promise<UsageRow> {
-  const { event, debit } = await recorded(requestId);
-  const price = (await admin<{ inputCacheMiss: number; inputCacheHit: number; output: number; id: number }>(`/prices/k2-tiny?at=${event.startedAt}`)).body;
-  expect(event.priceId).toBe(price.id);
-  expect(event.costMicros).toBe(costMicros(price, event));
-  // `0 - cost`, not `-cost`: a zero-cost debit is stored as 0, and -0 is not 0 to toBe.
-  expect(debit?.amountMicros).toBe(0 - event.costMicros);
-  for (let i = 0; ; i++) {
-    const account = (await admin<{ balance_micros: number; open_reservations: number }>('/organizations/faults/account')).body;
-    const ledger = (await admin<{ balance_micros: number }>('/organizations/faults/balance')).body;
-    if (account.open_reservations === 0 && account.balance_micros === ledger.balance_micros) break;
-    if (i > 100) throw new Error(`org not settled: ${JSON.stringify({ account, ledger })}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return event;
-}
+const admin = <T>(path: string, body?: unknown) => books.admin<T>(path, body);
+const expectSettledExactly = (requestId: string) => books.expectSettledExactly(requestId);
 
 function chat(body: Record<string, unknown>, signal?: AbortSignal): Promise<Response> {
   return fetch(`${worker.url}/v1/chat/completions`, {
