@@ -7,7 +7,7 @@ import { serve } from '@hono/node-server';
 import { parseArgs } from 'node:util';
 import { isBackendName, selectKernels } from '../kernels/select.ts';
 import type { Engine } from '../engine/engine.ts';
-import { ENGINE_DEFAULTS, loadEngine } from '../engine/load.ts';
+import { ENGINE_DEFAULTS, loadEngine } from '../engine/load-engine.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { createApp } from '../server.ts';
