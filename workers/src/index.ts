@@ -23,7 +23,7 @@ import { dashboard } from './routes/dashboard.ts';
 import { limits } from './routes/limits.ts';
 import { models } from './routes/models.ts';
 import { statements } from './routes/statements.ts';
-import { usage } from './routes/usage.ts';
+import { usage } from './routes/dashboard-api.ts';
 
 const app = new Hono<AppEnv>();
 
