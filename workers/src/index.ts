@@ -1,6 +1,6 @@
 /**
  * The edge worker: requestId → auth → rateLimit → credit → routes, one onError for every failure.
- * rateLimit + credit (issue 7) admit a request against the key's and org's limits and reserve its
+ * rateLimit + credit admit a request against the key's and org's limits and reserve its
  * worst-case cost in the org's Durable Object; metering (metering/meter.ts) settles it.
  */
 import { Hono } from 'hono';
@@ -28,7 +28,7 @@ import { usage } from './routes/dashboard-api.ts';
 const app = new Hono<AppEnv>();
 
 app.use(requestId());
-// Oversized bodies are refused before anything reads, parses or tokenizes them (issue 12).
+// Oversized bodies are refused before anything reads, parses or tokenizes them, so a hostile body costs no CPU.
 app.use('/v1/*', bodySize());
 app.use('/v1/*', auth());
 app.use('/v1/*', rateLimit());
@@ -68,7 +68,7 @@ app.onError((err, c) => {
 
 export default app;
 
-// Durable Object classes must be exported from the main module (issue 7).
+// Durable Object classes must be exported from the main module: wrangler binds them by class name.
 export { OrgAccount } from './durable/org-account.ts';
 export { PrefixRouter } from './durable/prefix-router.ts';
 export { ResponseCache } from './durable/response-cache.ts';

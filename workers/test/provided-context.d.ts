@@ -4,7 +4,7 @@ import 'vitest';
 declare module 'vitest' {
   export interface ProvidedContext {
     nodeUrl: string;
-    /** test/support/fake-upstream.ts: OpenAI-compatible faults on demand (issue 11). */
+    /** test/support/fake-upstream.ts: OpenAI-compatible faults on demand. */
     fakeUpstreamUrl: string;
   }
 }

@@ -103,7 +103,7 @@ export interface ModelEntry {
   price: PriceRow | undefined;
   /** URLs registered for the model's pool, in registration order (empty: use GPU_NODE_URLS). */
   poolNodeUrls: string[];
-  /** The model's configured backends (issue 11), in priority order; empty for the default pool. */
+  /** The model's configured backends, in priority order; empty for the default pool. */
   backends: ModelBackendRow[];
 }
 

@@ -16,7 +16,7 @@ export const chatCompletions = new Hono<AppEnv>().post('/', requireScope('chat')
   const body = c.req.valid('json');
   const startedAt = Date.now();
   const target = await resolveModel(c.env, body.model, startedAt);
-  // Models with configured backends (vLLM, SGLang, hosted APIs, pools) go through upstreams/ (issue 11).
+  // Models with configured backends (vLLM, SGLang, hosted APIs, pools) go through upstreams/.
   const viaBackends = await serveViaBackends(c, target, startedAt, { endpoint: 'chat.completions', body });
   if (viaBackends) return viaBackends;
   const { tokenizer, thinking } = edgeTokenizer(target.model);

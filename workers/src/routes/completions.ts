@@ -18,7 +18,7 @@ export const completions = new Hono<AppEnv>().post('/', requireScope('completion
   const body = c.req.valid('json');
   const startedAt = Date.now();
   const target = await resolveModel(c.env, body.model, startedAt);
-  // Models with configured backends (vLLM, SGLang, hosted APIs, pools) go through upstreams/ (issue 11).
+  // Models with configured backends (vLLM, SGLang, hosted APIs, pools) go through upstreams/.
   const viaBackends = await serveViaBackends(c, target, startedAt, { endpoint: 'completions', body });
   if (viaBackends) return viaBackends;
   const { tokenizer } = edgeTokenizer(target.model);

@@ -1,5 +1,5 @@
 /**
- * The usage dashboard (issue 9): one HTML page, its script and styles, and uPlot, all bundled into
+ * The usage dashboard: one HTML page, its script and styles, and uPlot, all bundled into
  * the worker as text modules (wrangler.toml [[rules]]), so `wrangler dev`, deploys and the workerd
  * tests serve the same bytes with no asset pipeline. Its data comes from routes/dashboard-api.ts.
  *

@@ -1,5 +1,5 @@
 /**
- * Serves a request through the model's configured backends (issue 11), when it has any: admit the
+ * Serves a request through the model's configured backends, when it has any: admit the
  * request once, try the backends in order (failover.ts), then stream or return what the accepting
  * backend produced. A model with no model_backends rows is not handled here (the route goes on to
  * the default node pool), so deployments without upstreams behave exactly as before.
