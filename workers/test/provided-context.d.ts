@@ -4,6 +4,8 @@ import 'vitest';
 declare module 'vitest' {
   export interface ProvidedContext {
     nodeUrl: string;
+    /** test/support/crashed-node.ts: healthy to the load poll, drops every generate connection. */
+    crashedNodeUrl: string;
     /** test/support/fake-upstream.ts: OpenAI-compatible faults on demand. */
     fakeUpstreamUrl: string;
   }
