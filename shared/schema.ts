@@ -112,7 +112,7 @@ export const usageEvents = sqliteTable(
   (t) => [
     uniqueIndex('usage_events_request_uq').on(t.requestId),
     index('usage_events_org_idx').on(t.orgId, t.startedAt),
-    // Dashboard and statements (issue 9): one org's requests by finish time, covering every column
+    // Dashboard and statements: one org's requests by finish time, covering every column
     // the range sums read so they never touch the table (3× faster for a big org, bench:dashboard);
     // and every org's by finish time for the admin view and newest-first paging.
     index('usage_events_org_finished_idx').on(
@@ -147,7 +147,7 @@ export const creditLedger = sqliteTable(
   (t) => [uniqueIndex('credit_ledger_request_uq').on(t.requestId), index('credit_ledger_org_idx').on(t.orgId)],
 );
 
-// ── issue 7: rate limits and prepaid credit reservations ───────────────────────────────────────
+// ── rate limits and prepaid credit reservations ───────────────────────────────────────────────
 
 /** An org's plan tier (workers/src/limits/plans.ts) and its overrides; NULL = the plan's default. */
 export const orgLimits = sqliteTable('org_limits', {
@@ -195,7 +195,7 @@ export const creditReservations = sqliteTable(
   (t) => [index('credit_reservations_org_idx').on(t.orgId, t.status)],
 );
 
-// ── issue 11: upstream engines ─────────────────────────────────────────────────────────────────
+// ── upstream engines ──────────────────────────────────────────────────────────────────────────
 
 /**
  * A model's ordered backends. kind "pool": our GPU nodes of `pool` (token-batch protocol); kind

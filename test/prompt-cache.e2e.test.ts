@@ -1,5 +1,5 @@
 /**
- * Prompt caching across a pool of real GPU node processes (issue 8): the worker (wrangler's local
+ * Prompt caching across a pool of real GPU node processes: the worker (wrangler's local
  * runtime) routes a repeated long prompt to the node that cached it, bills the cached tokens at the
  * cache-hit price, and re-routes the prefix when that node dies.
  */

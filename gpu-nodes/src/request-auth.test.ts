@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { NODE_AUTH_HEADERS, signNodeRequest } from '../../shared/node-auth.ts';
 import type { GenerateRequest, NodeErrorBody, NodeEvent } from '../../shared/protocol.ts';
 import type { Engine } from './engine/engine.ts';
-import { loadEngine } from './engine/load.ts';
+import { loadEngine } from './engine/load-engine.ts';
 import { selectKernels } from './kernels/select.ts';
 import { ensureModel } from './model/make-model.ts';
 import { NonceWindow, type NodeAuthConfig } from './request-auth.ts';

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:upstreams`: what the edge adds in front of an OpenAI-compatible engine (issue 11).
+ * `npm run bench:upstreams`: what the edge adds in front of an OpenAI-compatible engine.
  * The engine is test/support/fake-upstream.ts, which answers at once, so the difference between a
  * request straight to it and the same request through the worker (wrangler's local runtime, local D1:
  * auth, limits and credit Durable Objects, D1 reads, tokenizing, relaying, metering) is the gateway's

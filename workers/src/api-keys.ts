@@ -7,7 +7,7 @@
 export const KEY_PREFIX = 'sk-';
 export const PREFIX_LENGTH = KEY_PREFIX.length + 8;
 
-/** Scopes a key can hold. `keys:write`: create and revoke its org's keys (the dashboard, issue 9). */
+/** Scopes a key can hold. `keys:write`: create and revoke its org's keys (the dashboard). */
 export const SCOPES = ['models:read', 'chat', 'completions', 'keys:write'] as const;
 export type Scope = (typeof SCOPES)[number];
 /** A key created without a list gets these: everything but managing other keys. */

@@ -169,7 +169,7 @@ export class UpstreamError extends ApiError {
   }
 }
 
-// ── issue 7: rate limits and prepaid credit ────────────────────────────────────
+// ── rate limits and prepaid credit ────────────────────────────────────────────
 
 export class RateLimitError extends ApiError {
   /**
@@ -197,7 +197,7 @@ export class DuplicateRequestError extends ApiError {
   }
 }
 
-// ── issue 9: usage dashboard ──────────────────────────────────────────────────
+// ── usage dashboard ──────────────────────────────────────────────────────────
 
 export class NotSignedInError extends ApiError {
   constructor() {
@@ -230,7 +230,7 @@ export class CrossOriginError extends ApiError {
   }
 }
 
-// ── issue 12: hostile input ───────────────────────────────────────────────────
+// ── hostile input ───────────────────────────────────────────────────────────
 
 export class PayloadTooLargeError extends ApiError {
   constructor(maxBytes: number) {

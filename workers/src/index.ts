@@ -28,7 +28,7 @@ import { dashboard } from './routes/dashboard.ts';
 import { limits } from './routes/limits.ts';
 import { models } from './routes/models.ts';
 import { statements } from './routes/statements.ts';
-import { usage } from './routes/usage.ts';
+import { usage } from './routes/dashboard-api.ts';
 
 const app = new Hono<AppEnv>();
 
@@ -97,7 +97,7 @@ export default {
   },
 } satisfies ExportedHandler<Env>;
 
-// Durable Object classes must be exported from the main module (issue 7).
+// Durable Object classes must be exported from the main module.
 export { OrgAccount } from './billing/org-account.ts';
 export { PrefixRouter } from './durable/prefix-router.ts';
 export { ResponseCache } from './durable/response-cache.ts';

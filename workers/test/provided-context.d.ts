@@ -4,7 +4,9 @@ import 'vitest';
 declare module 'vitest' {
   export interface ProvidedContext {
     nodeUrl: string;
-    /** test/support/fake-upstream.ts: OpenAI-compatible faults on demand (issue 11). */
+    /** test/support/crashed-node.ts: healthy to the load poll, drops every generate connection. */
+    crashedNodeUrl: string;
+    /** test/support/fake-upstream.ts: OpenAI-compatible faults on demand. */
     fakeUpstreamUrl: string;
   }
 }

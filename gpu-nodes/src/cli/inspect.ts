@@ -8,7 +8,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ENGINE_DEFAULTS } from '../engine/load.ts';
+import { ENGINE_DEFAULTS } from '../engine/load-engine.ts';
 import { Checkpoint } from '../model/checkpoint.ts';
 import { parseConfig } from '../model/config.ts';
 import type { ModelConfig } from '../model/config.ts';

@@ -20,7 +20,7 @@ import { NodeMetrics } from '../metrics.ts';
 import type { NodeAuthConfig } from '../request-auth.ts';
 import { isBackendName, selectKernels } from '../kernels/select.ts';
 import type { Engine } from '../engine/engine.ts';
-import { ENGINE_DEFAULTS, loadEngine } from '../engine/load.ts';
+import { ENGINE_DEFAULTS, loadEngine } from '../engine/load-engine.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { createApp } from '../server.ts';

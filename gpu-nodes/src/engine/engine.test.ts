@@ -4,7 +4,7 @@ import type { GenerateRequest, NodeEvent, SamplingParams } from '../../../shared
 import { ReferenceKernels } from '../kernels/reference.ts';
 import { ensureModel } from '../model/make-model.ts';
 import type { Engine } from './engine.ts';
-import { loadEngine, type LoadEngineOptions } from './load.ts';
+import { loadEngine, type LoadEngineOptions } from './load-engine.ts';
 
 // The real k2-tiny model (generated once into models/k2-tiny, reused when its config hash matches) on
 // the reference kernels. Prompts and max_tokens are short because reference decode steps cost ~0.1 s.

@@ -87,7 +87,7 @@ export interface AttnSeq {
 }
 
 /**
- * The K2 / DeepSeek-V3 "noaux_tc" routing rule's parameters (model/router.ts defines the rule on the
+ * The K2 / DeepSeek-V3 "noaux_tc" routing rule's parameters (model/moe-router.ts defines the rule on the
  * host; every backend's `route` matches it, ties included: the lower id wins).
  */
 export interface RouterParams {
@@ -202,7 +202,7 @@ export interface Kernels {
 
   // ── MoE ───────────────────────────────────────────────────────────────────
   /**
-   * The router for `rows` rows of `logits` ([rows, nExperts]), exactly model/router.ts's `routeRow`:
+   * The router for `rows` rows of `logits` ([rows, nExperts]), exactly model/moe-router.ts's `routeRow`:
    * sigmoid scores; scores + bias (bias null = zeros) only choose (group-limited when nGroup > 1: groups
    * ranked by the sum of their top-2 biased scores); the k chosen weigh by their unbiased scores,
    * renormalised when normTopkProb, × scalingFactor. Writes ids[r*k + j] (expert id as f32, descending

@@ -23,7 +23,7 @@ import type {
   Tensor,
 } from './kernels.ts';
 import { bf16ArrayToF32, checkInt4Shape, dequantInt4 } from '../model/quant.ts';
-import { routeRow, RouterScratch } from '../model/router.ts';
+import { routeRow, RouterScratch } from '../model/moe-router.ts';
 
 class RefTensor implements Tensor {
   readonly data: Float32Array;
@@ -300,7 +300,7 @@ export class ReferenceKernels implements Kernels {
   }
 
   // ── MoE ───────────────────────────────────────────────────────────────────
-  /** model/router.ts is the definition; the oracle runs it as is, row by row. */
+  /** model/moe-router.ts is the definition; the oracle runs it as is, row by row. */
   route(ids: Tensor, weights: Tensor, logits: Tensor, bias: Tensor | null, rows: number, p: RouterParams): void {
     const s = new RouterScratch(p.nExperts, p.nGroup);
     for (let r = 0; r < rows; r++) routeRow(p, t(logits), r, bias ? t(bias) : null, t(ids), t(weights), s);

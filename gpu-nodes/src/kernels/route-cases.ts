@@ -2,10 +2,10 @@
  * Shared inputs for the `route` conformance tests of every backend (reference, wasm-simd, webgpu):
  * crafted cases where the rule's corners decide the answer (exact ties, ties made by the bias, group
  * selection and its ties, no bias at all) and random ones at K2-like sizes. Expected answers are never
- * stored here: the fast backends are compared with reference.ts, and reference.ts with model/router.ts.
+ * stored here: the fast backends are compared with reference.ts, and reference.ts with model/moe-router.ts.
  */
 import type { Kernels, RouterParams } from './kernels.ts';
-import { routeRow, RouterScratch } from '../model/router.ts';
+import { routeRow, RouterScratch } from '../model/moe-router.ts';
 import { mulberry32 } from '../model/prng.ts';
 
 export interface RouteCase {
@@ -60,7 +60,7 @@ export const ROUTE_CASES: RouteCase[] = [
   randomCase('random, no renormalisation, no bias', 13, 4, { normTopkProb: false, scalingFactor: 1.5, nExperts: 96, k: 6, nGroup: 4, topkGroup: 3 }, false),
 ];
 
-/** model/router.ts on the host: the expected ids (as f32, the tensor encoding) and weights. */
+/** model/moe-router.ts on the host: the expected ids (as f32, the tensor encoding) and weights. */
 export function routeOnHost(c: RouteCase): { ids: Float32Array; weights: Float32Array } {
   const ids = new Int32Array(c.rows * c.p.k);
   const weights = new Float32Array(c.rows * c.p.k);

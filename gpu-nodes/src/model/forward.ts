@@ -14,7 +14,7 @@ import { Checkpoint } from './checkpoint.ts';
 import { parseConfig } from './config.ts';
 import type { ModelConfig } from './config.ts';
 import { ropeTables, softmaxScale } from './rope.ts';
-import type { RouterParams } from './router.ts';
+import type { RouterParams } from './moe-router.ts';
 import { WeightLoader } from './weights.ts';
 import type { LoadProgress, Mlp, Weights } from './weights.ts';
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { renderChat } from '../../../shared/tokenizer/index.ts';
 import type { Engine } from '../engine/engine.ts';
-import { loadEngine } from '../engine/load.ts';
+import { loadEngine } from '../engine/load-engine.ts';
 import { selectKernels } from '../kernels/select.ts';
 import { ensureModel } from '../model/make-model.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';

@@ -1,5 +1,5 @@
 /**
- * D1 aggregations behind the usage dashboard and its JSON API (routes/usage.ts).
+ * D1 aggregations behind the usage dashboard and its JSON API (routes/dashboard-api.ts).
  *
  * Every figure is a sum over usage_events rows, computed by SQLite at read time: nothing is
  * pre-aggregated, so the dashboard always agrees with the rows (and with monthly statements,
@@ -9,7 +9,7 @@
  * org's range scans and newest-first paging, (finished_at) for an admin's all-orgs view.
  * `npm run bench:dashboard` times these queries over 1M rows with and without them.
  *
- * Scope: `orgId: null` means every organization (admins only; routes/usage.ts decides).
+ * Scope: `orgId: null` means every organization (admins only; routes/dashboard-api.ts decides).
  * Times are epoch ms, half-open [from, to); money integer micro-dollars.
  */
 import { and, desc, eq, gte, lt, sql, type SQL } from 'drizzle-orm';

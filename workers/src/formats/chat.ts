@@ -3,7 +3,7 @@ import type { FinishReason, Usage } from '../../../shared/protocol.ts';
 import { OutputParser, parseOutput, type OutputDelta } from '../../../shared/tokenizer/index.ts';
 import type { Generation } from '../inference/generation.ts';
 import type { ChunkFormatter, Collected } from '../inference/stream.ts';
-import { openAIUsage } from '../inference/usage.ts';
+import { openAIUsage } from '../inference/openai-usage.ts';
 
 type OpenAIFinish = 'stop' | 'length' | 'tool_calls';
 

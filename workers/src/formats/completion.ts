@@ -2,7 +2,7 @@
 import type { FinishReason, Usage } from '../../../shared/protocol.ts';
 import type { Generation } from '../inference/generation.ts';
 import type { ChunkFormatter, Collected } from '../inference/stream.ts';
-import { openAIUsage } from '../inference/usage.ts';
+import { openAIUsage } from '../inference/openai-usage.ts';
 
 const openAIFinish = (reason: FinishReason) => (reason === 'length' ? 'length' : 'stop');
 

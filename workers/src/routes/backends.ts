@@ -1,5 +1,5 @@
 /**
- * Admin API for a model's backends (issue 11), behind adminAuth:
+ * Admin API for a model's backends, behind adminAuth:
  *   GET    /admin/models/:model/backends         the list, in priority order
  *   POST   /admin/models/:model/backends         add one (kind "pool" or "openai")
  *   DELETE /admin/models/:model/backends/:name   remove one

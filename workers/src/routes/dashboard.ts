@@ -1,7 +1,7 @@
 /**
- * The usage dashboard (issue 9): one HTML page, its script and styles, and uPlot, all bundled into
+ * The usage dashboard: one HTML page, its script and styles, and uPlot, all bundled into
  * the worker as text modules (wrangler.toml [[rules]]), so `wrangler dev`, deploys and the workerd
- * tests serve the same bytes with no asset pipeline. Its data comes from routes/usage.ts.
+ * tests serve the same bytes with no asset pipeline. Its data comes from routes/dashboard-api.ts.
  *
  *   GET    /dashboard                 the page (sign-in form until a session exists)
  *   GET    /dashboard/assets/:file    app.js, latency-charts.js, app.css, uplot.js, uplot.css
@@ -19,7 +19,7 @@ import uplotCss from 'uplot/dist/uPlot.min.css';
 import type { AppEnv } from '../env.ts';
 import { NotFoundError } from '../errors.ts';
 import { signIn, signOut } from '../middleware/session.ts';
-import { validated } from '../schemas/usage.ts';
+import { validated } from '../schemas/dashboard-api.ts';
 
 const ASSETS: Record<string, { body: string; type: string }> = {
   'app.js': { body: appJs, type: 'text/javascript; charset=utf-8' },

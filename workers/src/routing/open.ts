@@ -1,12 +1,12 @@
 /**
- * Opens a generation on the pool's nodes in cache-aware order (router.ts) and, once a node accepted
+ * Opens a generation on the pool's nodes in cache-aware order (node-choice.ts) and, once a node accepted
  * it, records that node as the holder of the prompt's prefix. A node that fails to accept it (down,
  * full) loses its polled state, so the next request sees it as it is now.
  */
 import type { GenerateRequest } from '../../../shared/protocol.ts';
 import { openGeneration, type NodeGeneration } from '../node-client.ts';
-import { forgetNodeState } from './node-load.ts';
-import { remember, rememberOnlyNode, routeGeneration, type RouteQuery } from './router.ts';
+import { forgetNodeState } from './node-load-poll.ts';
+import { remember, rememberOnlyNode, routeGeneration, type RouteQuery } from './node-choice.ts';
 
 export interface RoutedOpen {
   pool: string;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeLoad } from '../../../shared/protocol.ts';
-import type { NodeState } from './node-load.ts';
+import type { NodeState } from './node-load-poll.ts';
 import { routeRequest } from './policy.ts';
 
 function node(url: string, load: Partial<NodeLoad> | null): NodeState {

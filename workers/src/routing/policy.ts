@@ -14,7 +14,7 @@
  * not answer their load poll (a last resort: the poll may have been a blip).
  */
 import { hashBlock } from '../../../shared/prefix-hash.ts';
-import type { NodeState } from './node-load.ts';
+import type { NodeState } from './node-load-poll.ts';
 
 export type RoutingMode = 'prefix' | 'random';
 export type RouteReason = 'prefix' | 'hash' | 'least-loaded' | 'random';

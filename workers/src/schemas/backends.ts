@@ -1,4 +1,4 @@
-/** zod schema for the backend admin API (routes/backends.ts, issue 11). */
+/** zod schema for the backend admin API (routes/backends.ts). */
 import { z } from 'zod';
 
 const common = {

@@ -1,4 +1,4 @@
-/** zod schemas for the admin API's rate-limit settings (issue 7). */
+/** zod schemas for the admin API's rate-limit settings. */
 import { z } from 'zod';
 import { PLAN_IDS } from '../billing/limits/plans.ts';
 

@@ -13,10 +13,10 @@ import type { FinishReason, Usage } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import type { AppEnv } from '../env.ts';
 import { UpstreamError } from '../errors.ts';
-import { openAIUsage } from '../inference/usage.ts';
+import { openAIUsage } from '../inference/openai-usage.ts';
 import type { UsageMeter } from '../billing/meter.ts';
 import type { UpstreamStream } from './openai-client.ts';
-import { estimateUsage, generatedText, mapUpstreamUsage } from './usage.ts';
+import { estimateUsage, generatedText, mapUpstreamUsage } from './upstream-usage.ts';
 
 export interface RelayContext {
   /** "chatcmpl-<request id>" or "cmpl-<request id>". */

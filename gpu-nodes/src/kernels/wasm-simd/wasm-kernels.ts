@@ -10,7 +10,7 @@
  *   (`int4Kernel: 'row'`, the previous kernel, kept for the benchmark's comparison). Error vs. the f32 reference:
  *   each activation is off by at most d/2 = max|x_group|/254, so |err| ≲ Σ_g |w_g|·max|x_g|/254.
  * - bf16 matmuls (attention, dense, lm_head) run in f32 on widened bf16.
- * - Routing runs model/router.ts's `routeRow` on views of the wasm memory: the tensors are host memory
+ * - Routing runs model/moe-router.ts's `routeRow` on views of the wasm memory: the tensors are host memory
  *   already, so "on the device" costs no copy here.
  * - MoE groups the step's rows by expert (the moe_align_block_size idea): each expert's weights stream
  *   once per step for all its rows.
@@ -35,7 +35,7 @@ import type {
   Tensor,
 } from '../kernels.ts';
 import { checkInt4Shape } from '../../model/quant.ts';
-import { routeRow, RouterScratch } from '../../model/router.ts';
+import { routeRow, RouterScratch } from '../../model/moe-router.ts';
 import { WASM_PATH, WASM_RELAXED_PATH } from './build.ts';
 import type { WasmExports } from './exports.ts';
 import { Heap } from './heap.ts';

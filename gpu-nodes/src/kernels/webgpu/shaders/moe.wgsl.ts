@@ -1,6 +1,6 @@
 /**
  * MoE on the device, so a step needs no host round trip per layer:
- * - `routeShader`: the K2 router (model/router.ts's `routeRow`), one 64-thread workgroup per token row.
+ * - `routeShader`: the K2 router (model/moe-router.ts's `routeRow`), one 64-thread workgroup per token row.
  * - `moeSortShader`: groups the step's (row, choice) pairs by expert (histogram, prefix sum, placement)
  *   and writes the tile list the grouped matmuls (matmul.wgsl.ts) read, so the host never learns which
  *   experts were chosen and encodes the same few dispatches whatever they are.

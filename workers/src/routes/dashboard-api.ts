@@ -36,8 +36,8 @@ import {
 } from '../db/usage-stats.ts';
 import type { AppEnv } from '../env.ts';
 import { InvalidRequestError, NotFoundError, OrgAccessError } from '../errors.ts';
-import * as schemas from '../schemas/usage.ts';
-import { validated } from '../schemas/usage.ts';
+import * as schemas from '../schemas/dashboard-api.ts';
+import { validated } from '../schemas/dashboard-api.ts';
 
 /** The org a query is about: a key's own org, or for the admin the one asked for (null = all). */
 function orgScope(c: Context<AppEnv>, requested: string | undefined): string | null {

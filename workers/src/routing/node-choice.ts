@@ -1,12 +1,12 @@
 /**
- * Cache-aware routing of one generation: poll the pool's nodes (node-load.ts), hash the tokenized
+ * Cache-aware routing of one generation: poll the pool's nodes (node-load-poll.ts), hash the tokenized
  * prompt in the nodes' block size exactly as the node does (shared/prefix-hash.ts), ask the prefix
  * map (durable/prefix-router.ts) who holds the longest prefix, and order the nodes (policy.ts).
  * After a node accepts the request, `remember` records that it now holds the prompt's blocks.
  */
 import { promptBlockHashes } from '../../../shared/prefix-hash.ts';
 import type { PrefixRouter } from '../durable/prefix-router.ts';
-import { nodeStates, type NodeState } from './node-load.ts';
+import { nodeStates, type NodeState } from './node-load-poll.ts';
 import { routeRequest, type RouteDecision, type RoutingMode } from './policy.ts';
 
 export interface RouteQuery {

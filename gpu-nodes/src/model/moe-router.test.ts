@@ -1,8 +1,8 @@
 // The K2 routing rule on crafted inputs: ties, the correction bias (chooses but never weighs),
 // renormalisation and scaling, and expert groups (n_group / topk_group).
 import { describe, expect, it } from 'vitest';
-import { routeRow, RouterScratch } from './router.ts';
-import type { RouterParams } from './router.ts';
+import { routeRow, RouterScratch } from './moe-router.ts';
+import type { RouterParams } from './moe-router.ts';
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 const logit = (p: number) => Math.log(p / (1 - p));

@@ -1,4 +1,4 @@
-/** zod schemas for the dashboard's JSON API (routes/usage.ts): query strings and the new-key body. */
+/** zod schemas for the dashboard's JSON API (routes/dashboard-api.ts): query strings and the new-key body. */
 import { zValidator } from '@hono/zod-validator';
 import { z, type ZodType } from 'zod';
 import { SCOPES } from '../api-keys.ts';

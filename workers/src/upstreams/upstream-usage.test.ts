@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { k2TinyTokenizer } from '../../../shared/tokenizer/index.ts';
-import { estimateUsage, generatedText, mapUpstreamUsage } from './usage.ts';
+import { estimateUsage, generatedText, mapUpstreamUsage } from './upstream-usage.ts';
 import { SseReader } from './sse.ts';
 
 describe('mapUpstreamUsage', () => {
