@@ -1,7 +1,7 @@
 /**
  * The money check a cross-process test runs after a fault: the request's D1 usage row, its ledger
- * debit, the org's Durable Object balance and the ledger sum all agree, and nothing is still
- * reserved. Everything is read through the worker's admin API, as an operator would.
+ * debit, the org's Durable Object balance and the ledger sum all agree (GET /admin/reconcile), and
+ * nothing is still reserved. Everything is read through the worker's admin API, as an operator would.
  */
 import { expect } from 'vitest';
 import { costMicros } from '../../shared/pricing.ts';
@@ -55,11 +55,12 @@ export class Books {
     expect(event.costMicros).toBe(costMicros(price, event));
     // `0 - cost`, not `-cost`: a zero-cost debit is stored as 0, and -0 is not 0 to toBe.
     expect(debit?.amountMicros).toBe(0 - event.costMicros);
+    // The reconciliation endpoint: the org's object against its ledger, once nothing is in flight.
     for (let i = 0; ; i++) {
-      const account = (await this.admin<{ balance_micros: number; open_reservations: number }>(`/organizations/${this.orgId}/account`)).body;
-      const ledger = (await this.admin<{ balance_micros: number }>(`/organizations/${this.orgId}/balance`)).body;
-      if (account.open_reservations === 0 && account.balance_micros === ledger.balance_micros) break;
-      if (i > 100) throw new Error(`org not settled: ${JSON.stringify({ account, ledger })}`);
+      const report = (await this.admin<{ orgs: { drift_micros: number; open_reservations: number }[] }>(`/reconcile?org_id=${this.orgId}`)).body;
+      const org = report.orgs[0];
+      if (org.open_reservations === 0 && org.drift_micros === 0) break;
+      if (i > 100) throw new Error(`org did not reconcile: ${JSON.stringify(org)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     return event;
