@@ -18,7 +18,8 @@ export interface CrashedNode {
   stop(): Promise<void>;
 }
 
-export async function startCrashedNode(liveNodeUrl: string): Promise<CrashedNode> {
+/** `liveLoad` reads the live node's load as the edge does (signed). */
+export async function startCrashedNode(liveLoad: () => Promise<NodeLoad>): Promise<CrashedNode> {
   let attempts = 0;
   const server = createServer((req, res) => {
     if (req.method === 'POST' && req.url === '/v1/generate') {
@@ -31,10 +32,8 @@ export async function startCrashedNode(liveNodeUrl: string): Promise<CrashedNode
       return;
     }
     if (req.method === 'GET' && req.url === '/v1/load') {
-      void fetch(`${liveNodeUrl}/v1/load`)
-        .then(async (live) => {
-          if (!live.ok) throw new Error(`live node load: ${live.status}`);
-          const load = (await live.json()) as NodeLoad;
+      void liveLoad()
+        .then((load) => {
           const idle: NodeLoad = { ...load, node_id: 'crashed', queue_depth: 0, running: 0, kv_blocks_free: load.kv_blocks_total };
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(idle));
         })

@@ -14,7 +14,7 @@ export default async function setup(project: TestProject) {
   const node = await startTestNode({ secret: WORKERS_TEST_NODE_SECRET, apiKey: WORKERS_TEST_NODE_API_KEY });
   project.provide('nodeUrl', node.url);
   // A node that looks idle to the load poll but drops every generate: the edge's connect failover.
-  const crashed = await startCrashedNode(node.url);
+  const crashed = await startCrashedNode(() => node.load());
   project.provide('crashedNodeUrl', crashed.url);
   // A scriptable OpenAI-compatible engine for the upstream failure tests (workers/src/upstreams/).
   const upstream = await startFakeUpstream();

@@ -27,7 +27,7 @@ describe('ReadCache', () => {
     let loads = 0;
     expect(await cache.get('missing', 60_000, async () => (loads++, undefined), 0)).toBeUndefined();
     expect(await cache.get('missing', 60_000, async () => ++loads, 1)).toBe(2);
-    await expect(cache.get('broken', 60_000, async () => Promise.reject(new Error('D1 down')), 0)).rejects.toThrow();
+    await expect(cache.get('broken', 60_000, async () => { throw new Error('D1 down'); }, 0)).rejects.toThrow('D1 down');
     expect(await cache.get('broken', 60_000, async () => 7, 1)).toBe(7);
     let shared = 0;
     const slow = () => new Promise<number>((r) => setTimeout(() => r(++shared), 10));
