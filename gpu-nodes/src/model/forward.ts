@@ -208,9 +208,10 @@ export class Model {
 
   /**
    * Runs one step; returns logits (logitRows.length, vocab_size) as f32.
-   * `probe` (tests only) receives the residual stream (rows, hidden) after each layer.
+   * `probe` (tests only) receives the residual stream (rows, hidden) after each layer. With
+   * `logitsInto` the logits are written there and a view of it returned (see `Kernels.read`).
    */
-  async forward(b: StepBatch, probe?: (layer: number, hidden: Float32Array) => void): Promise<Float32Array> {
+  async forward(b: StepBatch, probe?: (layer: number, hidden: Float32Array) => void, logitsInto?: Float32Array): Promise<Float32Array> {
     const c = this.config;
     const k = this.kernels;
     const w = this.w;
@@ -309,7 +310,7 @@ export class Model {
     // final norm and logits
     k.rmsnorm(s.last, final, w.norm, nLogits, H, c.rmsNormEps);
     k.matmul(s.logits, s.last, w.lmHead, nLogits);
-    return k.read(s.logits, 0, nLogits * c.vocabSize);
+    return k.read(s.logits, 0, nLogits * c.vocabSize, logitsInto);
   }
 }
 

@@ -59,6 +59,16 @@ for (const [simd, threads] of CASES) {
       expect(Array.from(await k.read(x, 3, 2))).toEqual([2, 3]);
     });
 
+    it('reads into a reused host buffer: a view of its head, the rest untouched, too small refused', async () => {
+      const x = k.uploadF32(Float32Array.of(1, 2, 3, 4));
+      const into = new Float32Array([9, 9, 9, 9, 9]);
+      const got = await k.read(x, 1, 3, into);
+      expect(got.buffer).toBe(into.buffer);
+      expect(Array.from(got)).toEqual([2, 3, 4]);
+      expect(Array.from(into)).toEqual([2, 3, 4, 9, 9]);
+      await expect(k.read(x, 0, 4, new Float32Array(3))).rejects.toThrow(/do not fit a host buffer of 3/);
+    });
+
     // N=1, K not a multiple of 256 or of 128 (32, 96, 288, 800, 544), odd batch sizes, threaded sizes.
     for (const [N, K, rows] of [[1, 32, 1], [7, 96, 3], [33, 288, 1], [5, 800, 17], [257, 800, 5], [64, 4096, 2], [129, 544, 9]]) {
       it(`int4 matmul ${N}×${K}, ${rows} row(s), within the int8-activation bound`, async () => {
