@@ -7,24 +7,40 @@
  *   2. Prefix cache: TTFT of a 2048-token prompt on a miss (fresh cache_salt) and on the immediate
  *      repeat (hit), median of 3 pairs. Target: hit / miss ≤ 0.2.
  *
+ * Beside each, llama.cpp on the same model in the same run (./llama-cpp-model.ts): the checkpoint is
+ * converted to GGUF by ./k2-to-gguf.ts, llama.cpp's logits are checked against our float reference
+ * first (no column if they disagree), then each concurrency level runs on our node (over HTTP) and
+ * right after on llama.cpp (in-process, same thread count, same prompts and lengths), and the 2048-token
+ * prompt is prefilled by both. Ratios are ours / llama.cpp.
+ *
  * The client runs on the same machine as the node and takes some of its cores; on a 2-core box that
  * shows up as a few ms in every figure. Writes bench-output/serve.md.
  *
- * Options: --backend auto|wasm|webgpu|reference (default auto), --threads N (wasm), --quick (fewer requests).
+ * Options: --backend auto|wasm|webgpu|reference (default auto), --threads N (wasm; default the cores,
+ * for llama.cpp too), --quick (fewer requests), --no-llama (skip the llama.cpp column).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { GenerateRequest, NodeEvent } from '../../shared/protocol.ts';
 import { ensureModel } from '../src/model/make-model.ts';
+import { convertToGguf } from './k2-to-gguf.ts';
+import { LlamaCppModel, logitsCheck, type LogitsCheck } from './llama-cpp-model.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MODEL_DIR = fileURLToPath(new URL('../../models/k2-tiny', import.meta.url));
 const { values: opts } = parseArgs({
-  options: { backend: { type: 'string', default: 'auto' }, threads: { type: 'string' }, quick: { type: 'boolean', default: false } },
+  options: {
+    backend: { type: 'string', default: 'auto' },
+    threads: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'no-llama': { type: 'boolean', default: false },
+  },
 });
+const THREADS = opts.threads ? Number(opts.threads) : availableParallelism();
 
 const PROMPT_TOKENS = 64;
 const MAX_TOKENS = 32;
@@ -35,6 +51,31 @@ const PREFIX_TRIALS = opts.quick ? 1 : 3;
 
 // ── the node under test ────────────────────────────────────────────────────────
 ensureModel(MODEL_DIR, 'k2-tiny');
+
+// ── the peer: llama.cpp on the same weights, checked before it is timed ───────────
+// Its logits are compared with our reference kernels' at every position of a prompt. llama.cpp rounds
+// activations to bf16 for its BF16 matmuls (on CPUs with native BF16 dot products) and to q8_0 for
+// Q4_0, which moves a position's logits by ~1 % of their range; now and then that flips a near-tied
+// expert choice and one position differs by more. A wrong conversion (rope, routing, scales) moves every
+// position by far more and changes the argmax, so: median per-position difference ≤ 3 %, top-1 ≥ 90 %.
+const LOGITS_MEDIAN_REL_DIFF = 0.03;
+const LOGITS_TOP1 = 0.9;
+let peer: LlamaCppModel | null = null;
+let check: LogitsCheck | null = null;
+let peerSkipped = opts['no-llama'] ? 'skipped (--no-llama)' : '';
+if (!peerSkipped) {
+  const gguf = join(MODEL_DIR, '..', 'k2-tiny.gguf');
+  convertToGguf(MODEL_DIR, gguf);
+  peer = await LlamaCppModel.load(gguf, THREADS);
+  check = await logitsCheck(peer, MODEL_DIR, prompt(48, 424_242));
+  const summary = `top-1 ${check.top1Agree}/${check.positions}, max |diff| / max |logit| per position: median ${check.medianRelDiff.toExponential(2)}, worst ${check.maxRelDiff.toExponential(2)}`;
+  console.log(`llama.cpp logits check: ${summary}`);
+  if (check.top1Agree < LOGITS_TOP1 * check.positions || check.medianRelDiff > LOGITS_MEDIAN_REL_DIFF) {
+    peerSkipped = `left out: its logits differ from ours (${summary})`;
+    await peer.close();
+    peer = null;
+  }
+}
 const serveArgs = ['gpu-nodes/src/cli.ts', 'serve', MODEL_DIR, '--port', '0', '--backend', opts.backend!, '--max-batch', '32'];
 if (opts.threads) serveArgs.push('--threads', opts.threads);
 const child = spawn(process.execPath, serveArgs, {
@@ -122,14 +163,17 @@ interface SweepRow {
   wallS: number;
   ttft: number[];
   itl: number[];
+  /** llama.cpp's output tok/s on the same streams, requests and lengths; null without the peer. */
+  peerTokS: number | null;
 }
 const sweep: SweepRow[] = [];
+const sweepPrompt = (streams: number, s: number, r: number) => prompt(PROMPT_TOKENS, streams * 1000 + s * 10 + r);
 for (const streams of CONCURRENCY) {
   const timings: Timing[] = [];
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: streams }, async (_, s) => {
-      for (let r = 0; r < REQUESTS_PER_STREAM; r++) timings.push(await generate(prompt(PROMPT_TOKENS, streams * 1000 + s * 10 + r), MAX_TOKENS, 'sweep'));
+      for (let r = 0; r < REQUESTS_PER_STREAM; r++) timings.push(await generate(sweepPrompt(streams, s, r), MAX_TOKENS, 'sweep'));
     }),
   );
   const wallS = (performance.now() - t0) / 1000;
@@ -140,32 +184,57 @@ for (const streams of CONCURRENCY) {
     wallS,
     ttft: timings.map((t) => t.ttftMs),
     itl: timings.flatMap((t) => t.itlMs),
+    peerTokS: null,
   };
+  if (peer) {
+    const p = await peer.sweep(streams, REQUESTS_PER_STREAM, (s, r) => sweepPrompt(streams, s, r), MAX_TOKENS);
+    row.peerTokS = p.tokens / p.wallS;
+  }
   sweep.push(row);
-  console.log(`streams ${streams}: ${(row.tokens / wallS).toFixed(1)} tok/s, TTFT p50 ${ms(percentile(row.ttft, 50))} ms, ITL p50 ${ms(percentile(row.itl, 50))} ms`);
+  const vs = row.peerTokS === null ? '' : `; llama.cpp ${row.peerTokS.toFixed(1)} tok/s, ratio ${(row.tokens / wallS / row.peerTokS).toFixed(2)}`;
+  console.log(`streams ${streams}: ${(row.tokens / wallS).toFixed(1)} tok/s, TTFT p50 ${ms(percentile(row.ttft, 50))} ms, ITL p50 ${ms(percentile(row.itl, 50))} ms${vs}`);
 }
 
 // ── 2. prefix cache hit vs miss ────────────────────────────────────────────────
 const misses: Timing[] = [];
 const hits: Timing[] = [];
+const peerPrefillS: number[] = [];
 for (let trial = 0; trial < PREFIX_TRIALS; trial++) {
   const p = prompt(LONG_PROMPT, 50_000 + trial);
   const salt = `prefix-${trial}-${Date.now()}`; // a fresh namespace: guaranteed cold
   misses.push(await generate(p, 1, salt));
   hits.push(await generate(p, 1, salt));
+  if (peer) peerPrefillS.push(await peer.prefill(p));
 }
 const missMs = percentile(misses.map((t) => t.ttftMs), 50);
 const hitMs = percentile(hits.map((t) => t.ttftMs), 50);
 const ratio = hitMs / missMs;
 console.log(`prefix ${LONG_PROMPT} tokens: miss ${ms(missMs)} ms, hit ${ms(hitMs)} ms, ratio ${ratio.toFixed(3)}`);
+// Prefill speed: our miss TTFT includes the HTTP hop and the first decode step, llama.cpp's the prompt alone.
+const oursPrefillTokS = LONG_PROMPT / (missMs / 1000);
+const peerPrefillTokS = peer ? LONG_PROMPT / percentile(peerPrefillS, 50) : null;
+if (peerPrefillTokS !== null) console.log(`prefill ${LONG_PROMPT} tokens: ours ${oursPrefillTokS.toFixed(0)} tok/s, llama.cpp ${peerPrefillTokS.toFixed(0)} tok/s`);
+await peer?.close();
 
 const load = await (await fetch(`${base}/v1/load`)).json();
 
 // ── report ─────────────────────────────────────────────────────────────────────
+const ratioCell = (ours: number, theirs: number | null) => (theirs === null ? '-' : `${theirs.toFixed(1)} | ${(ours / theirs).toFixed(2)}`);
 const lines = [
   '# bench:serve — k2node serving k2-tiny',
   '',
-  `${new Date().toISOString()} · backend ${backend} · ${availableParallelism()} cores · client and node on the same machine · greedy`,
+  `${new Date().toISOString()} · backend ${backend} · ${THREADS} threads · ${availableParallelism()} cores · load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} · client and node on the same machine · greedy`,
+  '',
+  '## Beside llama.cpp on the same weights',
+  '',
+  peer === null && peerSkipped
+    ? `llama.cpp column ${peerSkipped}.`
+    : `llama.cpp (node-llama-cpp, prebuilt CPU libraries, ${THREADS} threads, in-process) runs a GGUF written by gpu-nodes/bench/k2-to-gguf.ts (routed experts Q4_0 from our int4 codes, the rest BF16/F32). Logits check against our reference kernels over ${check!.positions} positions: top-1 ${check!.top1Agree}/${check!.positions}, max |diff| / max |logit| per position median ${check!.medianRelDiff.toExponential(2)}, worst ${check!.maxRelDiff.toExponential(2)}.`,
+  '',
+  '| workload | ours (HTTP) | llama.cpp | ours / llama.cpp |',
+  '|---|---:|---:|---:|',
+  ...sweep.map((r) => `| ${r.streams} stream${r.streams > 1 ? 's' : ''}, output tok/s | ${(r.tokens / r.wallS).toFixed(1)} | ${ratioCell(r.tokens / r.wallS, r.peerTokS)} |`),
+  `| prefill ${LONG_PROMPT} tokens, tok/s (ours: miss TTFT) | ${oursPrefillTokS.toFixed(0)} | ${ratioCell(oursPrefillTokS, peerPrefillTokS)} |`,
   '',
   `## Concurrent streams (${PROMPT_TOKENS}-token unique prompts, ${MAX_TOKENS} completion tokens, ${REQUESTS_PER_STREAM} requests per stream)`,
   '',
