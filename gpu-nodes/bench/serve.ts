@@ -17,7 +17,8 @@
  * shows up as a few ms in every figure. Writes bench-output/serve.md.
  *
  * Options: --backend auto|wasm|webgpu|reference (default auto), --threads N (wasm; default the cores,
- * for llama.cpp too), --quick (fewer requests), --no-llama (skip the llama.cpp column).
+ * for llama.cpp too), --quick (fewer requests), --no-llama (skip the llama.cpp column), --lm-head bf16|int4
+ * (the node's lm_head format; llama.cpp keeps BF16).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -38,6 +39,7 @@ const { values: opts } = parseArgs({
     threads: { type: 'string' },
     quick: { type: 'boolean', default: false },
     'no-llama': { type: 'boolean', default: false },
+    'lm-head': { type: 'string', default: 'bf16' },
   },
 });
 const THREADS = opts.threads ? Number(opts.threads) : availableParallelism();
@@ -78,6 +80,7 @@ if (!peerSkipped) {
 }
 const serveArgs = ['gpu-nodes/src/cli.ts', 'serve', MODEL_DIR, '--port', '0', '--backend', opts.backend!, '--max-batch', '32'];
 if (opts.threads) serveArgs.push('--threads', opts.threads);
+serveArgs.push('--lm-head', opts['lm-head']!);
 const child = spawn(process.execPath, serveArgs, {
   cwd: ROOT,
   stdio: ['ignore', 'pipe', 'inherit'],
@@ -223,7 +226,7 @@ const ratioCell = (ours: number, theirs: number | null) => (theirs === null ? '-
 const lines = [
   '# bench:serve — k2node serving k2-tiny',
   '',
-  `${new Date().toISOString()} · backend ${backend} · ${THREADS} threads · ${availableParallelism()} cores · load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} · client and node on the same machine · greedy`,
+  `${new Date().toISOString()} · backend ${backend} · lm_head ${opts['lm-head']} · ${THREADS} threads · ${availableParallelism()} cores · load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} · client and node on the same machine · greedy`,
   '',
   '## Beside llama.cpp on the same weights',
   '',

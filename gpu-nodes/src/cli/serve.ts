@@ -14,7 +14,7 @@ import { createApp } from '../server.ts';
 import { intOption as int } from './args.ts';
 
 const usage =
-  'serve DIR [--port 8788] [--host 127.0.0.1] [--backend auto|webgpu|wasm|reference] [--threads N] [--max-batch 32] [--max-tokens-per-step 256] [--kv-blocks 2048] [--block-size 16] [--max-queue 256] [--model-id ID] [--node-id ID]';
+  'serve DIR [--port 8788] [--host 127.0.0.1] [--backend auto|webgpu|wasm|reference] [--threads N] [--max-batch 32] [--max-tokens-per-step 256] [--kv-blocks 2048] [--block-size 16] [--max-queue 256] [--model-id ID] [--node-id ID] [--lm-head bf16|int4]';
 
 export async function run(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -32,6 +32,7 @@ export async function run(args: string[]): Promise<void> {
       'max-queue': { type: 'string' },
       'model-id': { type: 'string' },
       'node-id': { type: 'string' },
+      'lm-head': { type: 'string', default: 'bf16' },
     },
   });
   const dir = positionals[0];
@@ -51,6 +52,8 @@ export async function run(args: string[]): Promise<void> {
   const t0 = performance.now();
   const backend = values.backend ?? 'auto';
   if (!isBackendName(backend)) throw new Error(`unknown --backend "${backend}" (have auto, webgpu, wasm, reference)`);
+  const lmHead = values['lm-head'];
+  if (lmHead !== 'bf16' && lmHead !== 'int4') throw new Error(`unknown --lm-head "${lmHead}" (have bf16, int4)`);
   const kernels = await selectKernels({ backend, threads: int(values.threads, 'threads'), log: (line) => console.log(`k2node: ${line}`) });
   tokenizer = await loadTokenizer(dir);
   engine = await loadEngine(dir, {
@@ -62,6 +65,7 @@ export async function run(args: string[]): Promise<void> {
     kvBlocks: int(values['kv-blocks'], 'kv-blocks'),
     blockSize: int(values['block-size'], 'block-size'),
     maxQueue: int(values['max-queue'], 'max-queue'),
+    lmHead,
   });
   console.log(`k2node: ready, model ${engine.options.modelId} on ${kernels.name} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }

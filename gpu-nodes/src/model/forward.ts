@@ -16,7 +16,7 @@ import type { ModelConfig } from './config.ts';
 import { ropeTables, softmaxScale } from './rope.ts';
 import type { RouterParams } from './router.ts';
 import { WeightLoader } from './weights.ts';
-import type { LoadProgress, Mlp, Weights } from './weights.ts';
+import type { LmHeadFormat, LoadProgress, Mlp, Weights } from './weights.ts';
 
 export type { ModelConfig } from './config.ts';
 export type { LoadProgress } from './weights.ts';
@@ -38,6 +38,8 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Load log lines (start, every 10%, done); default stderr. */
   log?: (line: string) => void;
+  /** The lm_head as in the checkpoint (default) or int4; see weights.ts `LmHeadFormat`. */
+  lmHead?: LmHeadFormat;
 }
 
 // ----------------------------------------------------------------------------
@@ -190,7 +192,7 @@ export class Model {
           log(`model: ${tenth * 10}% (${(p.loadedBytes / 1e6).toFixed(0)} / ${(p.totalBytes / 1e6).toFixed(0)} MB)`);
         }
       });
-      const w = await loader.all();
+      const w = await loader.all(opts.lmHead);
       const kv = opts.kernels.kvCache({
         numBlocks: opts.kvBlocks,
         blockSize: opts.blockSize,

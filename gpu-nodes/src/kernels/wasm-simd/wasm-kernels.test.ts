@@ -129,7 +129,7 @@ for (const [simd, threads] of CASES) {
       expectClose(got, want, relTol(want));
     });
 
-    for (const [N, K, rows] of [[1, 37, 1], [9, 64, 3], [130, 300, 5], [200, 1024, 8]]) {
+    for (const [N, K, rows] of [[1, 37, 1], [9, 64, 3], [130, 300, 5], [200, 1024, 8], [33, 260, 11], [8, 64, 32]]) {
       it(`bf16 matmul ${N}×${K}, ${rows} row(s)`, async () => {
         const wb = f32ArrayToBf16(randn(N * K));
         const x = randn(rows * K);
