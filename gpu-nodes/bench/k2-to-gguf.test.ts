@@ -36,7 +36,7 @@ describe('k2-to-gguf', () => {
     ensureModel(MODEL_DIR, 'k2-tiny');
     const gguf = join(dir, 'k2-tiny.gguf');
     expect(convertToGguf(MODEL_DIR, gguf)).toBe(70);
-    peer = await LlamaCppModel.load(gguf, 2);
+    peer = await LlamaCppModel.load(gguf);
     const tokens = Array.from({ length: 24 }, (_, i) => 1000 + ((7 * 7919 + i * 104729) % 90000));
     const check = await logitsCheck(peer, MODEL_DIR, tokens);
     expect(check.top1Agree).toBeGreaterThanOrEqual(0.9 * tokens.length);

@@ -8,9 +8,12 @@
  * - `sweep` runs N sequences at once, each a fresh prompt then greedy decode; node-llama-cpp batches
  *   the sequences' tokens into one llama_decode per step, as our engine batches its running requests.
  * - `prefill` times one long prompt.
- * All in-process (no HTTP): the llama.cpp column is its engine alone.
+ * All in-process (no HTTP): the llama.cpp column is its engine alone. The thread count is per call:
+ * ggml's threads spin while waiting for each other, which on a machine shared with other work can
+ * cost 10× (measured 2 threads: 13-37 tok/s vs 1 thread: 150-350 on 2 loaded cores), so the benchmark
+ * runs both and credits llama.cpp with the better.
  */
-import { getLlama, LlamaLogLevel, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
+import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp';
 import { ReferenceKernels } from '../src/kernels/reference.ts';
 import { Model } from '../src/model/forward.ts';
 import { Sequence } from '../src/cli/sequence.ts';
@@ -32,23 +35,21 @@ export interface LogitsCheck {
 export class LlamaCppModel {
   private readonly llama: Llama;
   readonly model: LlamaModel;
-  readonly threads: number;
 
-  private constructor(llama: Llama, model: LlamaModel, threads: number) {
+  private constructor(llama: Llama, model: LlamaModel) {
     this.llama = llama;
     this.model = model;
-    this.threads = threads;
   }
 
-  static async load(ggufPath: string, threads: number): Promise<LlamaCppModel> {
+  static async load(ggufPath: string): Promise<LlamaCppModel> {
     const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
     const model = await llama.loadModel({ modelPath: ggufPath, gpuLayers: 0 });
-    return new LlamaCppModel(llama, model, threads);
+    return new LlamaCppModel(llama, model);
   }
 
   /** Logits (vocab) after every token of `tokens`, one fresh sequence. */
   async allLogits(tokens: number[]): Promise<Float32Array[]> {
-    const ctx = await this.model.createContext({ contextSize: Math.max(256, tokens.length + 16), sequences: 1, threads: this.threads });
+    const ctx = await this.model.createContext({ contextSize: Math.max(256, tokens.length + 16), sequences: 1, threads: 1 });
     try {
       const seq = ctx.getSequence();
       const out = await seq.controlledEvaluate(tokens.map((t) => [t as Token, { generateNext: { logits: true } }]));
@@ -68,15 +69,15 @@ export class LlamaCppModel {
    * `sequences` streams at once, each running `requests` prompts back to back (`promptOf(stream,
    * request)`, its history cleared in between), each decoded greedily for `maxTokens`.
    */
-  async sweep(sequences: number, requests: number, promptOf: (s: number, r: number) => number[], maxTokens: number): Promise<SweepResult> {
+  async sweep(threads: number, sequences: number, requests: number, promptOf: (s: number, r: number) => number[], maxTokens: number): Promise<SweepResult> {
     let longest = 0;
     for (let s = 0; s < sequences; s++) for (let r = 0; r < requests; r++) longest = Math.max(longest, promptOf(s, r).length);
-    const ctx = await this.model.createContext({ contextSize: sequences * (longest + maxTokens + 16), sequences, threads: this.threads, batchSize: 512 });
+    const ctx = await this.model.createContext({ contextSize: sequences * (longest + maxTokens + 16), sequences, threads, batchSize: 512 });
     try {
+      const warm = await warmUp(ctx, sequences);
       const t0 = performance.now();
       const counts = await Promise.all(
-        Array.from({ length: sequences }, async (_, s) => {
-          const seq = ctx.getSequence();
+        warm.map(async (seq, s) => {
           let n = 0;
           for (let r = 0; r < requests; r++) {
             await seq.clearHistory();
@@ -96,10 +97,10 @@ export class LlamaCppModel {
   }
 
   /** Seconds to prefill `tokens` into a fresh sequence (no token generated). */
-  async prefill(tokens: number[]): Promise<number> {
-    const ctx = await this.model.createContext({ contextSize: tokens.length + 64, sequences: 1, threads: this.threads, batchSize: 512 });
+  async prefill(threads: number, tokens: number[]): Promise<number> {
+    const ctx = await this.model.createContext({ contextSize: tokens.length + 64, sequences: 1, threads, batchSize: 512 });
     try {
-      const seq = ctx.getSequence();
+      const [seq] = await warmUp(ctx, 1);
       const t0 = performance.now();
       await seq.evaluateWithoutGeneratingNewTokens(tokens as Token[]);
       return (performance.now() - t0) / 1000;
@@ -112,6 +113,23 @@ export class LlamaCppModel {
     await this.model.dispose();
     await this.llama.dispose();
   }
+}
+
+/**
+ * A new context's first decodes are several times slower (compute buffers reserved and graphs built on
+ * first use, per batch shape), so each context runs a short prompt + decode on every sequence slot
+ * untimed, as our node gets a warm-up request before its sweep. Returns the sequences, history cleared.
+ */
+async function warmUp(ctx: LlamaContext, sequences: number): Promise<LlamaContextSequence[]> {
+  const seqs = Array.from({ length: sequences }, () => ctx.getSequence());
+  await Promise.all(
+    seqs.map(async (seq, s) => {
+      let n = 0;
+      for await (const _token of seq.evaluate([1000 + s, 2000, 3000, 4000] as Token[], { temperature: 0 })) if (++n >= 4) break;
+    }),
+  );
+  for (const seq of seqs) await seq.clearHistory();
+  return seqs;
 }
 
 /** llama.cpp's logits against our reference kernels' (scalar, f64-accumulated) for the same tokens. */

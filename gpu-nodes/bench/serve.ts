@@ -10,8 +10,8 @@
  * Beside each, llama.cpp on the same model in the same run (./llama-cpp-model.ts): the checkpoint is
  * converted to GGUF by ./k2-to-gguf.ts, llama.cpp's logits are checked against our float reference
  * first (no column if they disagree), then each concurrency level runs on our node (over HTTP) and
- * right after on llama.cpp (in-process, same thread count, same prompts and lengths), and the 2048-token
- * prompt is prefilled by both. Ratios are ours / llama.cpp.
+ * right after on llama.cpp (in-process, at 1 thread and at ours, same prompts and lengths), and the
+ * 2048-token prompt is prefilled by both. Ratios are ours / the better llama.cpp.
  *
  * The client runs on the same machine as the node and takes some of its cores; on a 2-core box that
  * shows up as a few ms in every figure. Writes bench-output/serve.md.
@@ -43,6 +43,8 @@ const { values: opts } = parseArgs({
   },
 });
 const THREADS = opts.threads ? Number(opts.threads) : availableParallelism();
+/** llama.cpp runs at 1 thread and at THREADS, and is credited with the better (see llama-cpp-model.ts). */
+const PEER_THREADS = [...new Set([1, THREADS])];
 
 const PROMPT_TOKENS = 64;
 const MAX_TOKENS = 32;
@@ -68,7 +70,7 @@ let peerSkipped = opts['no-llama'] ? 'skipped (--no-llama)' : '';
 if (!peerSkipped) {
   const gguf = join(MODEL_DIR, '..', 'k2-tiny.gguf');
   convertToGguf(MODEL_DIR, gguf);
-  peer = await LlamaCppModel.load(gguf, THREADS);
+  peer = await LlamaCppModel.load(gguf);
   check = await logitsCheck(peer, MODEL_DIR, prompt(48, 424_242));
   const summary = `top-1 ${check.top1Agree}/${check.positions}, max |diff| / max |logit| per position: median ${check.medianRelDiff.toExponential(2)}, worst ${check.maxRelDiff.toExponential(2)}`;
   console.log(`llama.cpp logits check: ${summary}`);
@@ -166,8 +168,8 @@ interface SweepRow {
   wallS: number;
   ttft: number[];
   itl: number[];
-  /** llama.cpp's output tok/s on the same streams, requests and lengths; null without the peer. */
-  peerTokS: number | null;
+  /** llama.cpp's output tok/s on the same streams, requests and lengths, per PEER_THREADS entry; empty without the peer. */
+  peerTokS: number[];
 }
 const sweep: SweepRow[] = [];
 const sweepPrompt = (streams: number, s: number, r: number) => prompt(PROMPT_TOKENS, streams * 1000 + s * 10 + r);
@@ -187,27 +189,27 @@ for (const streams of CONCURRENCY) {
     wallS,
     ttft: timings.map((t) => t.ttftMs),
     itl: timings.flatMap((t) => t.itlMs),
-    peerTokS: null,
+    peerTokS: [],
   };
-  if (peer) {
-    const p = await peer.sweep(streams, REQUESTS_PER_STREAM, (s, r) => sweepPrompt(streams, s, r), MAX_TOKENS);
-    row.peerTokS = p.tokens / p.wallS;
+  for (const threads of peer ? PEER_THREADS : []) {
+    const p = await peer!.sweep(threads, streams, REQUESTS_PER_STREAM, (s, r) => sweepPrompt(streams, s, r), MAX_TOKENS);
+    row.peerTokS.push(p.tokens / p.wallS);
   }
   sweep.push(row);
-  const vs = row.peerTokS === null ? '' : `; llama.cpp ${row.peerTokS.toFixed(1)} tok/s, ratio ${(row.tokens / wallS / row.peerTokS).toFixed(2)}`;
+  const vs = row.peerTokS.length === 0 ? '' : `; llama.cpp ${row.peerTokS.map((x, i) => `${x.toFixed(1)} tok/s at ${PEER_THREADS[i]} thread(s)`).join(', ')}, ratio to the better ${(row.tokens / wallS / Math.max(...row.peerTokS)).toFixed(2)}`;
   console.log(`streams ${streams}: ${(row.tokens / wallS).toFixed(1)} tok/s, TTFT p50 ${ms(percentile(row.ttft, 50))} ms, ITL p50 ${ms(percentile(row.itl, 50))} ms${vs}`);
 }
 
 // ── 2. prefix cache hit vs miss ────────────────────────────────────────────────
 const misses: Timing[] = [];
 const hits: Timing[] = [];
-const peerPrefillS: number[] = [];
+const peerPrefillS: number[][] = PEER_THREADS.map(() => []);
 for (let trial = 0; trial < PREFIX_TRIALS; trial++) {
   const p = prompt(LONG_PROMPT, 50_000 + trial);
   const salt = `prefix-${trial}-${Date.now()}`; // a fresh namespace: guaranteed cold
   misses.push(await generate(p, 1, salt));
   hits.push(await generate(p, 1, salt));
-  if (peer) peerPrefillS.push(await peer.prefill(p));
+  for (let i = 0; peer && i < PEER_THREADS.length; i++) peerPrefillS[i].push(await peer.prefill(PEER_THREADS[i], p));
 }
 const missMs = percentile(misses.map((t) => t.ttftMs), 50);
 const hitMs = percentile(hits.map((t) => t.ttftMs), 50);
@@ -215,14 +217,15 @@ const ratio = hitMs / missMs;
 console.log(`prefix ${LONG_PROMPT} tokens: miss ${ms(missMs)} ms, hit ${ms(hitMs)} ms, ratio ${ratio.toFixed(3)}`);
 // Prefill speed: our miss TTFT includes the HTTP hop and the first decode step, llama.cpp's the prompt alone.
 const oursPrefillTokS = LONG_PROMPT / (missMs / 1000);
-const peerPrefillTokS = peer ? LONG_PROMPT / percentile(peerPrefillS, 50) : null;
-if (peerPrefillTokS !== null) console.log(`prefill ${LONG_PROMPT} tokens: ours ${oursPrefillTokS.toFixed(0)} tok/s, llama.cpp ${peerPrefillTokS.toFixed(0)} tok/s`);
+const peerPrefillTokS = peer ? peerPrefillS.map((s) => LONG_PROMPT / percentile(s, 50)) : [];
+if (peer) console.log(`prefill ${LONG_PROMPT} tokens: ours ${oursPrefillTokS.toFixed(0)} tok/s, llama.cpp ${peerPrefillTokS.map((x, i) => `${x.toFixed(0)} at ${PEER_THREADS[i]} thread(s)`).join(', ')}`);
 await peer?.close();
 
 const load = await (await fetch(`${base}/v1/load`)).json();
 
 // ── report ─────────────────────────────────────────────────────────────────────
-const ratioCell = (ours: number, theirs: number | null) => (theirs === null ? '-' : `${theirs.toFixed(1)} | ${(ours / theirs).toFixed(2)}`);
+const peerCells = (ours: number, theirs: number[]) =>
+  theirs.length === 0 ? PEER_THREADS.map(() => '-').concat('-').join(' | ') : [...theirs.map((x) => x.toFixed(1)), (ours / Math.max(...theirs)).toFixed(2)].join(' | ');
 const lines = [
   '# bench:serve — k2node serving k2-tiny',
   '',
@@ -232,12 +235,12 @@ const lines = [
   '',
   peer === null && peerSkipped
     ? `llama.cpp column ${peerSkipped}.`
-    : `llama.cpp (node-llama-cpp, prebuilt CPU libraries, ${THREADS} threads, in-process) runs a GGUF written by gpu-nodes/bench/k2-to-gguf.ts (routed experts Q4_0 from our int4 codes, the rest BF16/F32). Logits check against our reference kernels over ${check!.positions} positions: top-1 ${check!.top1Agree}/${check!.positions}, max |diff| / max |logit| per position median ${check!.medianRelDiff.toExponential(2)}, worst ${check!.maxRelDiff.toExponential(2)}.`,
+    : `llama.cpp (node-llama-cpp, prebuilt CPU libraries, in-process; at 1 and ${THREADS} threads because its spinning threads collapse on a busy machine) runs a GGUF written by gpu-nodes/bench/k2-to-gguf.ts (routed experts Q4_0 from our int4 codes, the rest BF16/F32). Logits check against our reference kernels over ${check!.positions} positions: top-1 ${check!.top1Agree}/${check!.positions}, max |diff| / max |logit| per position median ${check!.medianRelDiff.toExponential(2)}, worst ${check!.maxRelDiff.toExponential(2)}.`,
   '',
-  '| workload | ours (HTTP) | llama.cpp | ours / llama.cpp |',
-  '|---|---:|---:|---:|',
-  ...sweep.map((r) => `| ${r.streams} stream${r.streams > 1 ? 's' : ''}, output tok/s | ${(r.tokens / r.wallS).toFixed(1)} | ${ratioCell(r.tokens / r.wallS, r.peerTokS)} |`),
-  `| prefill ${LONG_PROMPT} tokens, tok/s (ours: miss TTFT) | ${oursPrefillTokS.toFixed(0)} | ${ratioCell(oursPrefillTokS, peerPrefillTokS)} |`,
+  `| workload | ours (HTTP, ${THREADS} threads) | ${PEER_THREADS.map((t) => `llama.cpp ${t} thread${t > 1 ? 's' : ''}`).join(' | ')} | ours / better llama.cpp |`,
+  `|---|---:|${PEER_THREADS.map(() => '---:|').join('')}---:|`,
+  ...sweep.map((r) => `| ${r.streams} stream${r.streams > 1 ? 's' : ''}, output tok/s | ${(r.tokens / r.wallS).toFixed(1)} | ${peerCells(r.tokens / r.wallS, r.peerTokS)} |`),
+  `| prefill ${LONG_PROMPT} tokens, tok/s (ours: miss TTFT) | ${oursPrefillTokS.toFixed(0)} | ${peerCells(oursPrefillTokS, peerPrefillTokS)} |`,
   '',
   `## Concurrent streams (${PROMPT_TOKENS}-token unique prompts, ${MAX_TOKENS} completion tokens, ${REQUESTS_PER_STREAM} requests per stream)`,
   '',
