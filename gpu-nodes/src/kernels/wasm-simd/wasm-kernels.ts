@@ -332,7 +332,7 @@ export class WasmKernels implements Kernels {
       at += needed;
     }
     const nth = totalRows * heads * maxContext * (L + R) >= this.minMacs ? this.pool.threads : 1;
-    const scratch = this.heap.scratch('scores', this.pool.threads * maxContext * 4);
+    const scratch = this.heap.scratch('scores', this.pool.threads * heads * maxContext * 4);
     const descP = this.i32In('attn.desc', desc);
     const tablesP = this.i32In('attn.tables', allTables);
     this.pool.run(
