@@ -224,6 +224,24 @@ for (const [simd, threads] of CASES) {
       expectClose(got, want, relTol(want, 1));
     });
 
+    it('paged MLA attention over a context of several 32-position chunks, latent width not a multiple of 16', async () => {
+      const spec = { numBlocks: 20, blockSize: 4, numLayers: 1, kvLoraRank: 40, ropeDim: 8 };
+      const heads = 2, L = spec.kvLoraRank, R = spec.ropeDim, ctx = 70, rows = 5;
+      // the last 5 of 70 tokens prefilled now, blocks in reverse order
+      const seqs: AttnSeq[] = [{ rowStart: 0, rowCount: rows, contextLen: ctx, blockTable: Int32Array.from({ length: 18 }, (_, i) => 19 - i) }];
+      const slots = Int32Array.from({ length: ctx }, (_, p) => seqs[0].blockTable[Math.floor(p / 4)] * 4 + (p % 4));
+      const lat = randn(ctx * L), kr = randn(ctx * R);
+      const ql = randn(rows * heads * L), qr = randn(rows * heads * R);
+      const [got, want] = await both(k, (kk) => {
+        const cache = kk.kvCache(spec);
+        kk.kvWrite(cache, 0, kk.uploadF32(lat), kk.uploadF32(kr), ctx, slots);
+        const out = kk.tensor(rows * heads * L);
+        kk.mlaAttention(out, kk.uploadF32(ql), kk.uploadF32(qr), cache, 0, heads, seqs, 0.2);
+        return out;
+      });
+      expectClose(got, want, relTol(want, 1));
+    });
+
     it('route matches the reference on crafted and random cases', async () => {
       for (const c of ROUTE_CASES) {
         const want = await routeOn(ref, c);

@@ -8,6 +8,8 @@
 // scratch + tid * heads * maxContext.
 #include "common.h"
 
+#define PCHUNK 32
+
 // Σ a[i]·b[i] with two accumulators (one chain would be add-latency-bound); n a multiple of 4 or not.
 INLINE float dot_f32(const float *a, const float *b, int n) {
   v128_t acc0 = wasm_f32x4_splat(0.0f), acc1 = acc0;
@@ -58,18 +60,39 @@ void mla_attention(float *out, const float *qLatent, const float *qRope, const f
       }
       inv[h] = 1.0f / sum;
     }
-    // weighted sum of the cached latents, again each row loaded once for all heads
+    // weighted sum of the cached latents, in chunks of PCHUNK positions: the chunk's rows stay in L1
+    // while each head accumulates 16 output floats at a time in registers, so the output is loaded and
+    // stored once per chunk instead of once per position
     float *o = out + (long)r * heads * L;
     for (int j = 0; j < heads * L; j++) o[j] = 0.0f;
-    for (int p = 0; p <= pos; p++) {
-      const float *kv = cache + (((long)table[p / blockSize] * numLayers + layer) * blockSize + p % blockSize) * W;
+    const float *rowsOf[PCHUNK];
+    for (int p0 = 0; p0 <= pos; p0 += PCHUNK) {
+      int n = pos + 1 - p0 < PCHUNK ? pos + 1 - p0 : PCHUNK;
+      for (int i = 0; i < n; i++) {
+        int p = p0 + i;
+        rowsOf[i] = cache + (((long)table[p / blockSize] * numLayers + layer) * blockSize + p % blockSize) * W;
+      }
       for (int h = 0; h < heads; h++) {
         float *oh = o + (long)h * L;
-        float s = scores[(long)h * maxContext + p];
-        v128_t sp = wasm_f32x4_splat(s);
+        const float *sc = scores + (long)h * maxContext + p0;
         int j = 0;
-        for (; j + 4 <= L; j += 4) wasm_v128_store(oh + j, wasm_f32x4_add(wasm_v128_load(oh + j), wasm_f32x4_mul(sp, wasm_v128_load(kv + j))));
-        for (; j < L; j++) oh[j] += s * kv[j];
+        for (; j + 16 <= L; j += 16) {
+          v128_t a0 = wasm_v128_load(oh + j), a1 = wasm_v128_load(oh + j + 4), a2 = wasm_v128_load(oh + j + 8), a3 = wasm_v128_load(oh + j + 12);
+          for (int i = 0; i < n; i++) {
+            const float *kv = rowsOf[i] + j;
+            v128_t sp = wasm_f32x4_splat(sc[i]);
+            a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(sp, wasm_v128_load(kv)));
+            a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(sp, wasm_v128_load(kv + 4)));
+            a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(sp, wasm_v128_load(kv + 8)));
+            a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(sp, wasm_v128_load(kv + 12)));
+          }
+          wasm_v128_store(oh + j, a0), wasm_v128_store(oh + j + 4, a1), wasm_v128_store(oh + j + 8, a2), wasm_v128_store(oh + j + 12, a3);
+        }
+        for (; j < L; j++) {
+          float a = oh[j];
+          for (int i = 0; i < n; i++) a += sc[i] * rowsOf[i][j];
+          oh[j] = a;
+        }
       }
     }
     for (int h = 0; h < heads; h++) {
