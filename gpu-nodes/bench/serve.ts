@@ -45,6 +45,12 @@ const { values: opts } = parseArgs({
 const THREADS = opts.threads ? Number(opts.threads) : availableParallelism();
 /** llama.cpp runs at 1 thread and at THREADS, and is credited with the better (see llama-cpp-model.ts). */
 const PEER_THREADS = [...new Set([1, THREADS])];
+/**
+ * A thread count that reaches under a quarter of the better one's tok/s at some level is collapsing on
+ * a busy machine (spinning threads); it is not run again (at 32 streams it would take many minutes).
+ */
+const PEER_COLLAPSED = 0.25;
+const peerDropped = new Set<number>();
 
 const PROMPT_TOKENS = 64;
 const MAX_TOKENS = 32;
@@ -150,6 +156,11 @@ async function generate(tokens: number[], maxTokens: number, salt: string): Prom
   return { ttftMs: arrivals[0] - t0, itlMs, completionTokens, cachedTokens };
 }
 
+/** The largest of the measured figures (null: not measured). */
+function bestOf(xs: (number | null)[]): number {
+  return Math.max(...xs.filter((x): x is number => x !== null));
+}
+
 function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -168,8 +179,8 @@ interface SweepRow {
   wallS: number;
   ttft: number[];
   itl: number[];
-  /** llama.cpp's output tok/s on the same streams, requests and lengths, per PEER_THREADS entry; empty without the peer. */
-  peerTokS: number[];
+  /** llama.cpp's output tok/s on the same streams, requests and lengths, per PEER_THREADS entry (null: dropped); empty without the peer. */
+  peerTokS: (number | null)[];
 }
 const sweep: SweepRow[] = [];
 const sweepPrompt = (streams: number, s: number, r: number) => prompt(PROMPT_TOKENS, streams * 1000 + s * 10 + r);
@@ -192,11 +203,17 @@ for (const streams of CONCURRENCY) {
     peerTokS: [],
   };
   for (const threads of peer ? PEER_THREADS : []) {
+    if (peerDropped.has(threads)) {
+      row.peerTokS.push(null);
+      continue;
+    }
     const p = await peer!.sweep(threads, streams, REQUESTS_PER_STREAM, (s, r) => sweepPrompt(streams, s, r), MAX_TOKENS);
     row.peerTokS.push(p.tokens / p.wallS);
   }
+  const peerBest = bestOf(row.peerTokS);
+  row.peerTokS.forEach((x, i) => x !== null && x < PEER_COLLAPSED * peerBest && peerDropped.add(PEER_THREADS[i]));
   sweep.push(row);
-  const vs = row.peerTokS.length === 0 ? '' : `; llama.cpp ${row.peerTokS.map((x, i) => `${x.toFixed(1)} tok/s at ${PEER_THREADS[i]} thread(s)`).join(', ')}, ratio to the better ${(row.tokens / wallS / Math.max(...row.peerTokS)).toFixed(2)}`;
+  const vs = row.peerTokS.length === 0 ? '' : `; llama.cpp ${row.peerTokS.map((x, i) => `${x === null ? 'dropped' : `${x.toFixed(1)} tok/s`} at ${PEER_THREADS[i]} thread(s)`).join(', ')}, ratio to the better ${(row.tokens / wallS / peerBest).toFixed(2)}`;
   console.log(`streams ${streams}: ${(row.tokens / wallS).toFixed(1)} tok/s, TTFT p50 ${ms(percentile(row.ttft, 50))} ms, ITL p50 ${ms(percentile(row.itl, 50))} ms${vs}`);
 }
 
@@ -209,7 +226,7 @@ for (let trial = 0; trial < PREFIX_TRIALS; trial++) {
   const salt = `prefix-${trial}-${Date.now()}`; // a fresh namespace: guaranteed cold
   misses.push(await generate(p, 1, salt));
   hits.push(await generate(p, 1, salt));
-  for (let i = 0; peer && i < PEER_THREADS.length; i++) peerPrefillS[i].push(await peer.prefill(PEER_THREADS[i], p));
+  for (let i = 0; peer && i < PEER_THREADS.length; i++) if (!peerDropped.has(PEER_THREADS[i])) peerPrefillS[i].push(await peer.prefill(PEER_THREADS[i], p));
 }
 const missMs = percentile(misses.map((t) => t.ttftMs), 50);
 const hitMs = percentile(hits.map((t) => t.ttftMs), 50);
@@ -217,15 +234,17 @@ const ratio = hitMs / missMs;
 console.log(`prefix ${LONG_PROMPT} tokens: miss ${ms(missMs)} ms, hit ${ms(hitMs)} ms, ratio ${ratio.toFixed(3)}`);
 // Prefill speed: our miss TTFT includes the HTTP hop and the first decode step, llama.cpp's the prompt alone.
 const oursPrefillTokS = LONG_PROMPT / (missMs / 1000);
-const peerPrefillTokS = peer ? peerPrefillS.map((s) => LONG_PROMPT / percentile(s, 50)) : [];
-if (peer) console.log(`prefill ${LONG_PROMPT} tokens: ours ${oursPrefillTokS.toFixed(0)} tok/s, llama.cpp ${peerPrefillTokS.map((x, i) => `${x.toFixed(0)} at ${PEER_THREADS[i]} thread(s)`).join(', ')}`);
+const peerPrefillTokS = peer ? peerPrefillS.map((s) => (s.length ? LONG_PROMPT / percentile(s, 50) : null)) : [];
+if (peer) console.log(`prefill ${LONG_PROMPT} tokens: ours ${oursPrefillTokS.toFixed(0)} tok/s, llama.cpp ${peerPrefillTokS.map((x, i) => `${x === null ? 'dropped' : x.toFixed(0)} at ${PEER_THREADS[i]} thread(s)`).join(', ')}`);
 await peer?.close();
 
 const load = await (await fetch(`${base}/v1/load`)).json();
 
 // ── report ─────────────────────────────────────────────────────────────────────
-const peerCells = (ours: number, theirs: number[]) =>
-  theirs.length === 0 ? PEER_THREADS.map(() => '-').concat('-').join(' | ') : [...theirs.map((x) => x.toFixed(1)), (ours / Math.max(...theirs)).toFixed(2)].join(' | ');
+const peerCells = (ours: number, theirs: (number | null)[]) =>
+  theirs.length === 0
+    ? PEER_THREADS.map(() => '-').concat('-').join(' | ')
+    : [...theirs.map((x) => (x === null ? 'dropped (collapsed earlier)' : x.toFixed(1))), (ours / bestOf(theirs)).toFixed(2)].join(' | ');
 const lines = [
   '# bench:serve — k2node serving k2-tiny',
   '',
