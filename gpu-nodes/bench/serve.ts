@@ -86,6 +86,7 @@ if (!peerSkipped) {
     peer = null;
   }
 }
+
 const serveArgs = ['gpu-nodes/src/cli.ts', 'serve', MODEL_DIR, '--port', '0', '--backend', opts.backend!, '--max-batch', '32'];
 if (opts.threads) serveArgs.push('--threads', opts.threads);
 serveArgs.push('--lm-head', opts['lm-head']!);
