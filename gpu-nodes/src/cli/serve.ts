@@ -27,7 +27,7 @@ import { createApp } from '../server.ts';
 import { intOption as int } from './args.ts';
 
 const usage =
-  'serve DIR [--port 8788] [--host 127.0.0.1] [--backend auto|webgpu|wasm|reference] [--threads N] [--max-batch 32] [--max-tokens-per-step 256] [--kv-blocks 2048] [--block-size 16] [--max-queue 256] [--model-id ID] [--node-id ID] [--secret-file F] [--previous-secret-file F] [--api-key-file F] [--insecure-no-auth] [--drain-timeout 30]';
+  'serve DIR [--port 8788] [--host 127.0.0.1] [--backend auto|webgpu|wasm|reference] [--threads N] [--max-batch 32] [--max-tokens-per-step 256] [--kv-blocks 2048] [--block-size 16] [--max-queue 256] [--model-id ID] [--node-id ID] [--secret-file F] [--previous-secret-file F] [--api-key-file F] [--insecure-no-auth] [--drain-timeout 30] [--lm-head bf16|int4]';
 
 /** One value per non-empty line or comma: a key file may hold several keys. */
 function credentials(envValue: string | undefined, file: string | undefined): string[] {
@@ -64,6 +64,7 @@ export async function run(args: string[]): Promise<void> {
       'api-key-file': { type: 'string' },
       'insecure-no-auth': { type: 'boolean' },
       'drain-timeout': { type: 'string', default: '30' },
+      'lm-head': { type: 'string', default: 'bf16' },
     },
   });
   const dir = positionals[0];
@@ -111,6 +112,8 @@ export async function run(args: string[]): Promise<void> {
   const t0 = performance.now();
   const backend = values.backend ?? 'auto';
   if (!isBackendName(backend)) throw new Error(`unknown --backend "${backend}" (have auto, webgpu, wasm, reference)`);
+  const lmHead = values['lm-head'];
+  if (lmHead !== 'bf16' && lmHead !== 'int4') throw new Error(`unknown --lm-head "${lmHead}" (have bf16, int4)`);
   const kernels = await selectKernels({ backend, threads: int(values.threads, 'threads'), log: (line) => console.log(`k2node: ${line}`) });
   tokenizer = await loadTokenizer(dir);
   engine = await loadEngine(dir, {
@@ -122,6 +125,7 @@ export async function run(args: string[]): Promise<void> {
     kvBlocks: int(values['kv-blocks'], 'kv-blocks'),
     blockSize: int(values['block-size'], 'block-size'),
     maxQueue: int(values['max-queue'], 'max-queue'),
+    lmHead,
   });
   metrics.instrument(engine);
   const loadS = (performance.now() - t0) / 1000;

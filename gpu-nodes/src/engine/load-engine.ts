@@ -6,6 +6,7 @@ import { basename, resolve } from 'node:path';
 import type { Kernels } from '../kernels/kernels.ts';
 import { Model } from '../model/forward.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
+import type { LmHeadFormat } from '../model/weights.ts';
 import { OUTPUT_MARKERS } from '../../../shared/tokenizer/output-parser.ts';
 import { Engine } from './engine.ts';
 import { KvCacheManager } from './kv-cache-manager.ts';
@@ -25,6 +26,8 @@ export interface LoadEngineOptions {
   enablePrefixCaching?: boolean;
   /** Model load log lines; default stderr. */
   log?: (line: string) => void;
+  /** The lm_head as in the checkpoint (default) or int4 (model/weights.ts `LmHeadFormat`). */
+  lmHead?: LmHeadFormat;
 }
 
 export const ENGINE_DEFAULTS = {
@@ -41,7 +44,7 @@ export async function loadEngine(dir: string, opts: LoadEngineOptions): Promise<
   const blockSize = opts.blockSize ?? ENGINE_DEFAULTS.blockSize;
   const kvBlocks = opts.kvBlocks ?? ENGINE_DEFAULTS.kvBlocks;
   const [model, tokenizer] = await Promise.all([
-    Model.load(dir, { kernels: opts.kernels, kvBlocks, blockSize, log: opts.log }),
+    Model.load(dir, { kernels: opts.kernels, kvBlocks, blockSize, log: opts.log, lmHead: opts.lmHead }),
     loadTokenizer(dir),
   ]);
   const kv = new KvCacheManager({ numBlocks: kvBlocks, blockSize, enablePrefixCaching: opts.enablePrefixCaching });

@@ -18,6 +18,11 @@ export class ModelRunner implements StepRunner {
   readonly maxModelLen: number;
   private readonly kv: KvCacheManager;
   private readonly samplers = new Map<string, Sampler>();
+  /**
+   * Host copy of the step's logits, reused: sampling is done with them before the next step, and a
+   * fresh 400 KB-per-row array every step cost more than the copy into it (its pages fault in).
+   */
+  private logits = new Float32Array(0);
 
   constructor(model: Model, kv: KvCacheManager) {
     this.model = model;
@@ -28,7 +33,9 @@ export class ModelRunner implements StepRunner {
 
   async execute(out: SchedulerOutput): Promise<Map<EngineRequest, number>> {
     const batch = buildStepBatch(out, (id) => this.kv.blockTable(id), this.kv.blockSize);
-    const logits = await this.model.forward(batch);
+    const need = batch.logitRows.length * this.vocabSize;
+    if (this.logits.length < need) this.logits = new Float32Array(need);
+    const logits = await this.model.forward(batch, undefined, this.logits);
     const sampled = new Map<EngineRequest, number>();
     const V = this.vocabSize;
     let i = 0;

@@ -113,8 +113,12 @@ export interface Kernels {
   /** A zeroed f32 tensor. */
   tensor(length: number): Tensor;
   write(dst: Tensor, src: Float32Array, dstOffset?: number): void;
-  /** Copies [offset, offset+length) out to the host once all queued work is done. */
-  read(src: Tensor, offset?: number, length?: number): Promise<Float32Array>;
+  /**
+   * Copies [offset, offset+length) out to the host once all queued work is done, into a new array, or
+   * into `into` (at least `length` long; its first `length` values are written and a view of them
+   * returned) so a per-step caller can reuse one host buffer instead of faulting in fresh pages.
+   */
+  read(src: Tensor, offset?: number, length?: number, into?: Float32Array): Promise<Float32Array>;
   uploadF32(data: Float32Array): Tensor;
   uploadInt4(w: Int4Host): Int4Matrix;
   uploadBf16(w: Bf16Host): Bf16Matrix;
@@ -215,4 +219,9 @@ export interface Kernels {
    * backends group rows by expert so each expert's weights stream once per step for all its rows.
    */
   moe(out: Tensor, x: Tensor, rows: number, experts: ExpertWeights[], ids: Tensor, weights: Tensor, k: number): void;
+}
+
+/** The `into` contract of `Kernels.read`, the same failure on every backend. */
+export function checkReadInto(into: Float32Array, length: number): void {
+  if (into.length < length) throw new Error(`read: ${length} values do not fit a host buffer of ${into.length}`);
 }

@@ -20,6 +20,16 @@ describe('reference kernels: memory', () => {
     expect(Array.from(await k.read(x))).toEqual([0, 0, 1, 2, 3, 0]);
     expect(Array.from(await k.read(x, 3, 2))).toEqual([2, 3]);
   });
+
+  it('reads into a reused host buffer: a view of its head, the rest untouched, too small refused', async () => {
+    const x = k.uploadF32(f32([1, 2, 3, 4]));
+    const into = f32([9, 9, 9, 9, 9]);
+    const got = await k.read(x, 1, 3, into);
+    expect(got.buffer).toBe(into.buffer);
+    expect(Array.from(got)).toEqual([2, 3, 4]);
+    expect(Array.from(into)).toEqual([2, 3, 4, 9, 9]);
+    await expect(k.read(x, 0, 4, f32([0, 0, 0]))).rejects.toThrow(/do not fit a host buffer of 3/);
+  });
 });
 
 describe('reference kernels: int4 dequantization (compressed-tensors pack-quantized)', () => {

@@ -22,6 +22,7 @@ import type {
   RouterParams,
   Tensor,
 } from './kernels.ts';
+import { checkReadInto } from './kernels.ts';
 import { bf16ArrayToF32, checkInt4Shape, dequantInt4 } from '../model/quant.ts';
 import { routeRow, RouterScratch } from '../model/moe-router.ts';
 
@@ -80,9 +81,13 @@ export class ReferenceKernels implements Kernels {
   write(dst: Tensor, src: Float32Array, dstOffset = 0): void {
     t(dst).set(src, dstOffset);
   }
-  async read(src: Tensor, offset = 0, length?: number): Promise<Float32Array> {
+  async read(src: Tensor, offset = 0, length?: number, into?: Float32Array): Promise<Float32Array> {
     const d = t(src);
-    return d.slice(offset, length === undefined ? d.length : offset + length);
+    const values = d.subarray(offset, length === undefined ? d.length : offset + length);
+    if (!into) return values.slice();
+    checkReadInto(into, values.length);
+    into.set(values);
+    return into.subarray(0, values.length);
   }
   uploadF32(data: Float32Array): Tensor {
     return new RefTensor(Float32Array.from(data));

@@ -16,7 +16,7 @@ import type { ModelConfig } from './config.ts';
 import { ropeTables, softmaxScale } from './rope.ts';
 import type { RouterParams } from './moe-router.ts';
 import { WeightLoader } from './weights.ts';
-import type { LoadProgress, Mlp, Weights } from './weights.ts';
+import type { LmHeadFormat, LoadProgress, Mlp, Weights } from './weights.ts';
 
 export type { ModelConfig } from './config.ts';
 export type { LoadProgress } from './weights.ts';
@@ -38,6 +38,8 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Load log lines (start, every 10%, done); default stderr. */
   log?: (line: string) => void;
+  /** The lm_head as in the checkpoint (default) or int4; see weights.ts `LmHeadFormat`. */
+  lmHead?: LmHeadFormat;
 }
 
 // ----------------------------------------------------------------------------
@@ -190,7 +192,7 @@ export class Model {
           log(`model: ${tenth * 10}% (${(p.loadedBytes / 1e6).toFixed(0)} / ${(p.totalBytes / 1e6).toFixed(0)} MB)`);
         }
       });
-      const w = await loader.all();
+      const w = await loader.all(opts.lmHead);
       const kv = opts.kernels.kvCache({
         numBlocks: opts.kvBlocks,
         blockSize: opts.blockSize,
@@ -208,9 +210,10 @@ export class Model {
 
   /**
    * Runs one step; returns logits (logitRows.length, vocab_size) as f32.
-   * `probe` (tests only) receives the residual stream (rows, hidden) after each layer.
+   * `probe` (tests only) receives the residual stream (rows, hidden) after each layer. With
+   * `logitsInto` the logits are written there and a view of it returned (see `Kernels.read`).
    */
-  async forward(b: StepBatch, probe?: (layer: number, hidden: Float32Array) => void): Promise<Float32Array> {
+  async forward(b: StepBatch, probe?: (layer: number, hidden: Float32Array) => void, logitsInto?: Float32Array): Promise<Float32Array> {
     const c = this.config;
     const k = this.kernels;
     const w = this.w;
@@ -309,7 +312,7 @@ export class Model {
     // final norm and logits
     k.rmsnorm(s.last, final, w.norm, nLogits, H, c.rmsNormEps);
     k.matmul(s.logits, s.last, w.lmHead, nLogits);
-    return k.read(s.logits, 0, nLogits * c.vocabSize);
+    return k.read(s.logits, 0, nLogits * c.vocabSize, logitsInto);
   }
 }
 

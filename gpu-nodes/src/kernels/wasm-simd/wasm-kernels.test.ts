@@ -59,6 +59,16 @@ for (const [simd, threads] of CASES) {
       expect(Array.from(await k.read(x, 3, 2))).toEqual([2, 3]);
     });
 
+    it('reads into a reused host buffer: a view of its head, the rest untouched, too small refused', async () => {
+      const x = k.uploadF32(Float32Array.of(1, 2, 3, 4));
+      const into = new Float32Array([9, 9, 9, 9, 9]);
+      const got = await k.read(x, 1, 3, into);
+      expect(got.buffer).toBe(into.buffer);
+      expect(Array.from(got)).toEqual([2, 3, 4]);
+      expect(Array.from(into)).toEqual([2, 3, 4, 9, 9]);
+      await expect(k.read(x, 0, 4, new Float32Array(3))).rejects.toThrow(/do not fit a host buffer of 3/);
+    });
+
     // N=1, K not a multiple of 256 or of 128 (32, 96, 288, 800, 544), odd batch sizes, threaded sizes.
     for (const [N, K, rows] of [[1, 32, 1], [7, 96, 3], [33, 288, 1], [5, 800, 17], [257, 800, 5], [64, 4096, 2], [129, 544, 9]]) {
       it(`int4 matmul ${N}×${K}, ${rows} row(s), within the int8-activation bound`, async () => {
@@ -119,7 +129,7 @@ for (const [simd, threads] of CASES) {
       expectClose(got, want, relTol(want));
     });
 
-    for (const [N, K, rows] of [[1, 37, 1], [9, 64, 3], [130, 300, 5], [200, 1024, 8]]) {
+    for (const [N, K, rows] of [[1, 37, 1], [9, 64, 3], [130, 300, 5], [200, 1024, 8], [33, 260, 11], [8, 64, 32]]) {
       it(`bf16 matmul ${N}×${K}, ${rows} row(s)`, async () => {
         const wb = f32ArrayToBf16(randn(N * K));
         const x = randn(rows * K);
@@ -209,6 +219,24 @@ for (const [simd, threads] of CASES) {
         kk.kvWrite(cache, layer, kk.uploadF32(lat), kk.uploadF32(kr), 7, slots);
         const out = kk.tensor(7 * heads * L);
         kk.mlaAttention(out, kk.uploadF32(ql), kk.uploadF32(qr), cache, layer, heads, seqs, 0.3);
+        return out;
+      });
+      expectClose(got, want, relTol(want, 1));
+    });
+
+    it('paged MLA attention over a context of several 32-position chunks, latent width not a multiple of 16', async () => {
+      const spec = { numBlocks: 20, blockSize: 4, numLayers: 1, kvLoraRank: 40, ropeDim: 8 };
+      const heads = 2, L = spec.kvLoraRank, R = spec.ropeDim, ctx = 70, rows = 5;
+      // the last 5 of 70 tokens prefilled now, blocks in reverse order
+      const seqs: AttnSeq[] = [{ rowStart: 0, rowCount: rows, contextLen: ctx, blockTable: Int32Array.from({ length: 18 }, (_, i) => 19 - i) }];
+      const slots = Int32Array.from({ length: ctx }, (_, p) => seqs[0].blockTable[Math.floor(p / 4)] * 4 + (p % 4));
+      const lat = randn(ctx * L), kr = randn(ctx * R);
+      const ql = randn(rows * heads * L), qr = randn(rows * heads * R);
+      const [got, want] = await both(k, (kk) => {
+        const cache = kk.kvCache(spec);
+        kk.kvWrite(cache, 0, kk.uploadF32(lat), kk.uploadF32(kr), ctx, slots);
+        const out = kk.tensor(rows * heads * L);
+        kk.mlaAttention(out, kk.uploadF32(ql), kk.uploadF32(qr), cache, 0, heads, seqs, 0.2);
         return out;
       });
       expectClose(got, want, relTol(want, 1));

@@ -23,6 +23,7 @@ import type {
   RouterParams,
   Tensor,
 } from '../kernels.ts';
+import { checkReadInto } from '../kernels.ts';
 import { CommandQueue, grid } from './command-queue.ts';
 import { GpuBf16, GpuInt4, GpuKvCache, GpuTensor, Scratch, storage } from './handles.ts';
 import type { GpuContext } from './device.ts';
@@ -106,9 +107,13 @@ export class WebGpuKernels implements Kernels {
     this.q.write(buf(dst), dstOffset * 4, src);
   }
 
-  async read(src: Tensor, offset = 0, length = src.length - offset): Promise<Float32Array> {
+  async read(src: Tensor, offset = 0, length = src.length - offset, into?: Float32Array): Promise<Float32Array> {
     if (length <= 0) return new Float32Array(0);
-    return new Float32Array(await this.q.read(buf(src), offset * 4, length * 4));
+    const values = new Float32Array(await this.q.read(buf(src), offset * 4, length * 4));
+    if (!into) return values;
+    checkReadInto(into, length);
+    into.set(values);
+    return into.subarray(0, length);
   }
 
   uploadF32(data: Float32Array): Tensor {

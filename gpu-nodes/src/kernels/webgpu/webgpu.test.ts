@@ -57,6 +57,13 @@ for (const gpu of backends) {
       expect(Array.from(await gpu.read(x, 3, 2))).toEqual([2, 3]);
     });
 
+    it('reads into a reused host buffer', async () => {
+      const into = Float32Array.of(9, 9, 9, 9, 9);
+      const got = await gpu.read(gpu.uploadF32(Float32Array.of(1, 2, 3, 4)), 1, 3, into);
+      expect(got.buffer).toBe(into.buffer);
+      expect(Array.from(into)).toEqual([2, 3, 4, 9, 9]);
+    });
+
     it('embed', async () => {
       const table = { rows: 11, cols: 7, data: bf16s(77) };
       const ids = Int32Array.of(3, 0, 10, 3);
