@@ -215,4 +215,10 @@ export interface Kernels {
    * backends group rows by expert so each expert's weights stream once per step for all its rows.
    */
   moe(out: Tensor, x: Tensor, rows: number, experts: ExpertWeights[], ids: Tensor, weights: Tensor, k: number): void;
+  /**
+   * Optional, called once per MoE layer when its weights are loaded: a backend that reads experts from
+   * its own layout (WebGPU's slabs) builds it now and frees the per-expert copies, so expert weights are
+   * held once. Afterwards the handles are valid only inside `moe`, with this same list.
+   */
+  adoptExperts?(experts: ExpertWeights[]): void;
 }

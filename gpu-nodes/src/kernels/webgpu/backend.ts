@@ -41,7 +41,7 @@ import {
 } from './shaders/elementwise.wgsl.ts';
 import { ROW_TILE, matmulShader } from './shaders/matmul.wgsl.ts';
 import { ROUTE_MAX_GROUPS, ROUTE_MAX_K, maxTiles, moeSortShader, routeShader } from './shaders/moe.wgsl.ts';
-import { layerSlabs } from './expert-slabs.ts';
+import { layerSlabs, slabBytes } from './expert-slabs.ts';
 import type { LayerSlabs, Slab } from './expert-slabs.ts';
 
 export interface WebGpuKernelsOptions {
@@ -66,6 +66,9 @@ export class WebGpuKernels implements Kernels {
   private moeTiles: Scratch;
   /** Each MoE layer's experts packed into slabs, keyed by the layer's expert list. */
   private moeSlabs = new WeakMap<ExpertWeights[], LayerSlabs>();
+  /** Expert matrices whose own buffers were freed by adoptExperts (they live only in their list's slabs). */
+  private adopted = new WeakSet<Matrix>();
+  private uploadedBytes = 0;
   private noBias: GPUBuffer;
 
   constructor(ctx: GpuContext, opts: WebGpuKernelsOptions = {}) {
@@ -89,6 +92,11 @@ export class WebGpuKernels implements Kernels {
   /** Host reads so far (each is a submit and a wait); a forward step should add exactly one. */
   get reads(): number {
     return this.q.reads;
+  }
+
+  /** Bytes of weights on the device (uploads and expert slabs, less what adoptExperts freed); tensors and the KV cache excluded. */
+  get weightBytes(): number {
+    return this.uploadedBytes;
   }
 
   /** Dispatches encoded so far; `moe` adds the same number whatever the layer's expert count. */
@@ -117,11 +125,41 @@ export class WebGpuKernels implements Kernels {
 
   uploadInt4(w: Int4Host): Int4Matrix {
     if (w.cols % 32 !== 0) throw new Error(`int4 cols ${w.cols} is not a multiple of 32`);
-    return new GpuInt4(w.rows, w.cols, this.upload(w.packed), this.upload(w.scales));
+    const m = new GpuInt4(w.rows, w.cols, this.upload(w.packed), this.upload(w.scales));
+    this.uploadedBytes += m.packed.size + m.scales.size;
+    return m;
   }
 
   uploadBf16(w: Bf16Host): Bf16Matrix {
-    return new GpuBf16(w.rows, w.cols, this.upload(w.data));
+    const m = new GpuBf16(w.rows, w.cols, this.upload(w.data));
+    this.uploadedBytes += m.data.size;
+    return m;
+  }
+
+  /** Packs the layer's slabs now and frees each expert's own buffers once the copies are submitted. */
+  adoptExperts(experts: ExpertWeights[]): void {
+    if (experts.length === 0) throw new Error('moe: adoptExperts got an empty expert list');
+    this.slabsFor(experts);
+    for (const e of experts) {
+      for (const m of [e.gate, e.up, e.down]) {
+        if (this.adopted.has(m)) continue;
+        this.adopted.add(m);
+        const own = m instanceof GpuInt4 ? [m.packed, m.scales] : [(m as GpuBf16).data];
+        for (const b of own) {
+          this.uploadedBytes -= b.size;
+          this.q.retire(b);
+        }
+      }
+    }
+    // Submitting the copies lets the retired buffers go now, so a large model never holds two copies of more than one layer.
+    this.q.submit();
+  }
+
+  private slabsFor(experts: ExpertWeights[]): LayerSlabs {
+    const had = this.moeSlabs.get(experts);
+    const slabs = layerSlabs(this.moeSlabs, this.q, experts, this.maxSlabBytes, this.adopted);
+    if (slabs !== had) this.uploadedBytes += slabBytes(slabs) - (had ? slabBytes(had) : 0);
+    return slabs;
   }
 
   kvCache(spec: KvCacheSpec): KvCache {
@@ -186,6 +224,7 @@ export class WebGpuKernels implements Kernels {
   /** out[outOff + r*N + n] = Σ_k W[n,k] · x[xOff + r*K + k]; offsets in elements. */
   private matmulAt(out: GPUBuffer, outOff: number, x: GPUBuffer, xOff: number, w: Matrix, rows: number): void {
     if (rows === 0) return;
+    if (this.adopted.has(w)) throw new Error('matmul: this expert matrix was adopted into MoE slabs (adoptExperts) and has no buffer of its own');
     const int4 = w.kind === 'int4';
     const subgroups = this.ctx.subgroups;
     const tile = rows === 1 ? 1 : ROW_TILE;
@@ -318,7 +357,7 @@ export class WebGpuKernels implements Kernels {
     const count = rows * k;
     const hidden = experts[0].gate.cols;
     const inter = experts[0].gate.rows;
-    const slabs = layerSlabs(this.moeSlabs, this.q, experts, this.maxSlabBytes);
+    const slabs = this.slabsFor(experts);
     // Decode (one row) runs the GEMV variant; an expert then has one row unless ids repeat within the row.
     const tile = rows === 1 ? 1 : ROW_TILE;
     const bound = maxTiles(count, E, tile);
