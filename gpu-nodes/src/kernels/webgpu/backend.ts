@@ -24,7 +24,8 @@ import type {
   Tensor,
 } from '../kernels.ts';
 import { CommandQueue, grid } from './command-queue.ts';
-import { GpuBf16, GpuInt4, GpuKvCache, GpuTensor, Scratch, storage } from './handles.ts';
+import { GpuBf16, GpuInt4, GpuKvCache, GpuTensor, Scratch, matrixBytes, storage, whole } from './handles.ts';
+import type { RowPart } from './handles.ts';
 import type { GpuContext } from './device.ts';
 import { attentionShader, headMatmulShader } from './shaders/attention.wgsl.ts';
 import {
@@ -49,6 +50,8 @@ export interface WebGpuKernelsOptions {
   halfInt4?: boolean;
   /** Cap on one expert slab's bytes (default and maximum: the device's storage binding limit); tests lower it to get several slabs. */
   maxSlabBytes?: number;
+  /** Cap on one weight buffer; larger matrices are uploaded in row parts (default and maximum: the storage binding limit). */
+  maxWeightBufferBytes?: number;
 }
 
 export class WebGpuKernels implements Kernels {
@@ -56,6 +59,7 @@ export class WebGpuKernels implements Kernels {
   readonly ctx: GpuContext;
   private halfInt4: boolean;
   private maxSlabBytes: number;
+  private maxWeightBufferBytes: number;
   private q: CommandQueue;
   private moeX: Scratch;
   private moeGate: Scratch;
@@ -77,6 +81,7 @@ export class WebGpuKernels implements Kernels {
     this.halfInt4 = opts.halfInt4 ?? false;
     const bindingLimit = ctx.device.limits.maxStorageBufferBindingSize;
     this.maxSlabBytes = Math.min(opts.maxSlabBytes ?? bindingLimit, bindingLimit);
+    this.maxWeightBufferBytes = Math.min(opts.maxWeightBufferBytes ?? bindingLimit, bindingLimit);
     this.name = `webgpu${ctx.subgroups ? '+subgroups' : ''}${this.halfInt4 ? '+f16' : ''} (${ctx.description})`;
     this.q = new CommandQueue(ctx.device);
     this.moeX = new Scratch(this.q);
@@ -125,15 +130,29 @@ export class WebGpuKernels implements Kernels {
 
   uploadInt4(w: Int4Host): Int4Matrix {
     if (w.cols % 32 !== 0) throw new Error(`int4 cols ${w.cols} is not a multiple of 32`);
-    const m = new GpuInt4(w.rows, w.cols, this.upload(w.packed), this.upload(w.scales));
-    this.uploadedBytes += m.packed.size + m.scales.size;
+    const pw = w.cols / 8;
+    const sw = w.cols / 32;
+    const parts = this.rowParts(w.rows, w.cols / 2, (r0, r1) => [this.upload(w.packed.subarray(r0 * pw, r1 * pw)), this.upload(w.scales.subarray(r0 * sw, r1 * sw))]);
+    const m = new GpuInt4(w.rows, w.cols, parts);
+    this.uploadedBytes += matrixBytes(m);
     return m;
   }
 
   uploadBf16(w: Bf16Host): Bf16Matrix {
-    const m = new GpuBf16(w.rows, w.cols, this.upload(w.data));
-    this.uploadedBytes += m.data.size;
+    const m = new GpuBf16(w.rows, w.cols, this.rowParts(w.rows, w.cols * 2, (r0, r1) => [this.upload(w.data.subarray(r0 * w.cols, r1 * w.cols))]));
+    this.uploadedBytes += matrixBytes(m);
     return m;
+  }
+
+  /** One part when the matrix fits a weight buffer; otherwise as many rows per part as fit (an embedding or lm_head past the binding limit). */
+  private rowParts(rows: number, rowBytes: number, upload: (r0: number, r1: number) => GPUBuffer[]): RowPart[] {
+    const perPart = Math.max(1, Math.floor(this.maxWeightBufferBytes / rowBytes));
+    const parts: RowPart[] = [];
+    for (let r0 = 0; r0 < Math.max(1, rows); r0 += perPart) {
+      const r1 = Math.min(rows, r0 + perPart);
+      parts.push({ row0: r0, rows: r1 - r0, buffers: upload(r0, r1) });
+    }
+    return parts;
   }
 
   /** Packs the layer's slabs now and frees each expert's own buffers once the copies are submitted. */
@@ -144,7 +163,7 @@ export class WebGpuKernels implements Kernels {
       for (const m of [e.gate, e.up, e.down]) {
         if (this.adopted.has(m)) continue;
         this.adopted.add(m);
-        const own = m instanceof GpuInt4 ? [m.packed, m.scales] : [(m as GpuBf16).data];
+        const own = (m as GpuInt4 | GpuBf16).parts.flatMap((p) => p.buffers);
         for (const b of own) {
           this.uploadedBytes -= b.size;
           this.q.retire(b);
@@ -181,7 +200,11 @@ export class WebGpuKernels implements Kernels {
     for (const id of ids) if (id < 0 || id >= t.rows) throw new Error(`embed: token id ${id} outside vocabulary of ${t.rows}`);
     const p = this.q.pipeline('embed', () => embedShader);
     const n = ids.length * t.cols;
-    this.q.dispatch(p, [this.q.params([ids.length, t.cols]), this.q.hostData(ids), t.data, buf(out)], grid(n, EW));
+    const idsBinding = this.q.hostData(ids);
+    // A table split at the binding limit: each part writes the rows whose ids it holds.
+    for (const part of t.parts) {
+      this.q.dispatch(p, [this.q.params([ids.length, t.cols, part.row0, part.row0 + part.rows]), idsBinding, part.buffers[0], buf(out)], grid(n, EW));
+    }
   }
 
   rmsnorm(out: Tensor, x: Tensor, weight: Tensor, rows: number, dim: number, eps: number): void {
@@ -230,11 +253,12 @@ export class WebGpuKernels implements Kernels {
     const tile = rows === 1 ? 1 : ROW_TILE;
     const half = int4 && this.halfInt4;
     const p = this.q.pipeline(`matmul/${w.kind}/${subgroups}/${tile}/${half}`, () => matmulShader({ int4, subgroups, tile, half }));
-    const params = this.q.params([w.rows, w.cols, rows, xOff, outOff]);
-    const bufs = int4
-      ? [params, x, out, (w as GpuInt4).packed, (w as GpuInt4).scales]
-      : [params, x, out, (w as GpuBf16).data];
-    this.q.dispatch(p, bufs, grid(w.rows, 1, Math.ceil(rows / tile)));
+    const m = w as GpuInt4 | GpuBf16;
+    // One dispatch per row part (one part unless the matrix passed the binding limit), each writing its columns of the output rows.
+    for (const part of m.parts) {
+      const params = this.q.params([part.rows, w.cols, rows, xOff, outOff + part.row0, w.rows]);
+      this.q.dispatch(p, [params, x, out, ...part.buffers], grid(part.rows, 1, Math.ceil(rows / tile)));
+    }
   }
 
   // ── attention (MLA) ───────────────────────────────────────────────────────
@@ -325,6 +349,7 @@ export class WebGpuKernels implements Kernels {
     rows: number,
     transpose: boolean,
   ): void {
+    whole(w as GpuBf16, 'headMatmul');
     const p = this.q.pipeline('headMatmul', () => headMatmulShader);
     const params = this.q.params([
       rows, heads, outHeadStride, xHeadStride, xOffset, headRows, rowOffset, n, w.cols, transpose ? 1 : 0,

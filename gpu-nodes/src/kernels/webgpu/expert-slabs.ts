@@ -12,7 +12,7 @@
  */
 import type { ExpertWeights, Matrix } from '../kernels.ts';
 import type { CommandQueue } from './command-queue.ts';
-import { GpuBf16, GpuInt4, storage } from './handles.ts';
+import { GpuBf16, GpuInt4, storage, whole } from './handles.ts';
 
 export type Role = 'gate' | 'up' | 'down';
 
@@ -66,6 +66,7 @@ function packRole(q: CommandQueue, mats: Matrix[], maxBinding: number, freed: We
     for (let e = e0; e < e1; e++) {
       const m = mats[e];
       if (freed.has(m)) throw new Error('moe: an expert adopted into another list\'s slabs (its own buffers are freed) cannot be packed again; pass the list adoptExperts was given');
+      if (m instanceof GpuInt4 || m instanceof GpuBf16) whole(m, 'moe');
       if (m instanceof GpuInt4) {
         q.copy(m.packed, 0, wq, (e - e0) * f.wBytes, f.wBytes);
         q.copy(m.scales, 0, ws!, (e - e0) * f.sBytes, words((m.rows * m.cols) / 16));
