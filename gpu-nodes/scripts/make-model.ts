@@ -2,7 +2,7 @@
 //   npm run make-model -- [--out models/k2-tiny] [--shape k2-tiny | k2-test | moonlight-16b] [--scale N] [--force]
 // `--preset` is the older name of `--shape`. `--scale N` keeps every count of the shape and divides its
 // widths by N (make-model.ts `scaleShape`). Without --force an existing directory with the same config
-// hash is kept as is. Large shapes stream to disk shard by shard; the full moonlight-16b is ~10 GB.
+// hash is kept as is. Large shapes stream to disk shard by shard; the full moonlight-16b is ~11 GB.
 import { parseArgs } from 'node:util';
 import { ensureModel, makeModel, PRESETS, scaleShape } from '../src/model/make-model.ts';
 

@@ -74,7 +74,7 @@ export const PRESETS: Record<string, ModelPreset> = {
    * Moonshot's Moonlight-16B-A3B as published (DeepSeek-V3 architecture, config.json fields below):
    * direct q_proj, 64 routed experts of which 6 per token plus 2 shared, one dense layer first, no
    * rope_scaling. Only the vocabulary's tokenizer differs: ours is k2-tiny's, padded to 163840 rows.
-   * About 9.6 GB; written shard by shard, never held in memory at once. `scaleShape` makes copies
+   * About 11.2 GB (10.5 GiB: embedding and lm_head are 1.3 GB of bf16); written shard by shard, never held in memory at once. `scaleShape` makes copies
    * with the same counts and narrower widths for tests.
    */
   'moonlight-16b': {
