@@ -73,7 +73,7 @@ export function backendNeeds(m: MemoryEstimate): BackendNeed[] {
       where: 'GPU memory',
       bytes: m.totalBytes,
       fits: null,
-      note: `experts held once (slabs); largest single buffer ${m.largestTensor.name} ${formatBytes(m.largestTensor.bytes)} must fit the adapter's maxStorageBufferBindingSize (lavapipe: 128 MiB; npm run device-check prints the adapter's)`,
+      note: `experts held once (slabs); largest tensor ${m.largestTensor.name} ${formatBytes(m.largestTensor.bytes)}, uploaded in row parts where it passes the adapter's maxStorageBufferBindingSize (lavapipe: 128 MiB; npm run device-check prints the adapter's)`,
     },
   ];
 }

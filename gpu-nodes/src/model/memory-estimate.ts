@@ -10,7 +10,7 @@ import type { ModelConfig } from './config.ts';
 export interface MemoryEstimate {
   /** Tensor bytes as stored: the wasm and webgpu backends keep int4 packed and bf16 as bf16. */
   weightBytes: number;
-  /** The biggest single tensor: on WebGPU it must fit one storage binding (`maxStorageBufferBindingSize`). */
+  /** The biggest single tensor: WebGPU uploads it in row parts where it passes one storage binding (`maxStorageBufferBindingSize`). */
   largestTensor: { name: string; bytes: number };
   /** MLA caches (kv_lora_rank + qk_rope_head_dim) per token per layer; at bf16, as vLLM/SGLang store it. */
   kvBytesPerTokenBf16: number;
