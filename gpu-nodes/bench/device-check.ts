@@ -88,7 +88,8 @@ say(`- nvidia-smi: ${smi.ok ? smi.out : 'not available'}`);
 const ctx = await acquireGpu();
 say('', '## Adapter', '');
 if (!ctx) {
-  const missing = !loader.ok ? 'the Vulkan loader (libvulkan.so.1)' : icds.length === 0 ? 'a Vulkan driver (no ICD json)' : `an adapter from the ICDs listed (${process.env.VK_ICD_FILENAMES}): the driver loaded no device; check nvidia-smi and that the driver's Vulkan part matches the kernel module`;
+  const absent = (process.env.VK_ICD_FILENAMES ?? '').split(':').filter((f) => f && !existsSync(f));
+  const missing = !loader.ok ? 'the Vulkan loader (libvulkan.so.1)' : absent.length > 0 ? `the ICD file(s) VK_ICD_FILENAMES names: ${absent.join(', ')}` : icds.length === 0 ? 'a Vulkan driver (no ICD json)' : `an adapter from the ICDs listed (${process.env.VK_ICD_FILENAMES}): the driver loaded no device; check nvidia-smi and that the driver's Vulkan part matches the kernel module`;
   say(`No WebGPU adapter: Dawn found none. Missing: ${missing}.`);
   finish(1);
 }
