@@ -17,20 +17,7 @@ import type { ExpertWeights, Int4Host, Kernels, Matrix, Tensor } from '../src/ke
 import { WebGpuKernels } from '../src/kernels/webgpu/backend.ts';
 import { acquireGpu } from '../src/kernels/webgpu/device.ts';
 import { Model } from '../src/model/forward.ts';
-
-// Peak DRAM bandwidth in GB/s, from vendor data sheets; first match on the adapter description wins.
-const KNOWN_PEAKS: Array<[RegExp, number]> = [
-  [/h200/i, 4800],
-  [/h100.*pcie/i, 2000],
-  [/h100/i, 3350],
-  [/a100.*80/i, 2039],
-  [/a100/i, 1555],
-  [/l40s/i, 864],
-  [/rtx 4090/i, 1008],
-  [/rtx 3090/i, 936],
-  [/a10\b/i, 600],
-  [/mi300x/i, 5300],
-];
+import { peakBandwidthGBs } from './gpu-peaks.ts';
 
 const args = process.argv.slice(2);
 const allowSoftware = args.includes('--allow-software');
@@ -50,7 +37,7 @@ if (ctx.software && !allowSoftware) {
   console.log('adapter is software (lavapipe/SwiftShader): no bandwidth or tokens/s reported. Run on a GPU, or pass --allow-software.');
   process.exit(0);
 }
-const peak = peakArg >= 0 ? Number(args[peakArg + 1]) : KNOWN_PEAKS.find(([re]) => re.test(ctx.description))?.[1];
+const peak = peakArg >= 0 ? Number(args[peakArg + 1]) : peakBandwidthGBs(ctx.description);
 const k = new WebGpuKernels(ctx);
 const small = ctx.software;
 

@@ -119,7 +119,7 @@ describe('architecture arithmetic on the published Kimi K2 config', () => {
     const routed = expected.filter((t) => t.routed).reduce((a, t) => a + t.params, 0);
     expect(total / 1e12).toBeCloseTo(1.03, 2);
     expect((total - routed * (1 - 8 / 384)) / 1e9).toBeCloseTo(32.9, 1);
-    expect(memoryEstimate(k2, 0, 1).kvBytesPerTokenBf16 / 1024).toBeCloseTo(68.6, 1);
+    expect(memoryEstimate(k2, { total: 0, largest: { name: '', bytes: 0 } }, 1).kvBytesPerTokenBf16 / 1024).toBeCloseTo(68.6, 1);
     // Only routed experts are int4: 3 packed Linears per expert per MoE layer.
     expect(expected.filter((t) => t.name.endsWith('.weight_packed')).length).toBe(60 * 384 * 3);
   });

@@ -11,25 +11,14 @@ import { parseArgs } from 'node:util';
 import { ENGINE_DEFAULTS } from '../engine/load-engine.ts';
 import { Checkpoint } from '../model/checkpoint.ts';
 import { parseConfig } from '../model/config.ts';
+import { checkpointBytes, memoryEstimate as estimate } from '../model/memory-estimate.ts';
+import type { MemoryEstimate } from '../model/memory-estimate.ts';
 import type { ModelConfig } from '../model/config.ts';
+import { WASM32_MEMORY_BYTES } from '../kernels/kernels.ts';
 import { intOption, modelDir } from './args.ts';
 import { checkTensors } from './tensor-check.ts';
 
 export const usage = 'inspect DIR [--json] [--kv-tokens N]';
-
-export interface MemoryEstimate {
-  /** Tensor bytes as stored: the wasm and webgpu backends keep int4 packed and bf16 as bf16. */
-  weightBytes: number;
-  /** MLA caches (kv_lora_rank + qk_rope_head_dim) per token per layer; at bf16, as vLLM/SGLang store it. */
-  kvBytesPerTokenBf16: number;
-  /** The same in f32, as our kernels' paged cache stores it. */
-  kvBytesPerToken: number;
-  kvTokens: number;
-  kvCacheBytes: number;
-  /** Run-state buffers for a full step plus the rope tables (model/forward.ts RunState). */
-  activationBytes: number;
-  totalBytes: number;
-}
 
 export interface InspectReport {
   dir: string;
@@ -40,6 +29,8 @@ export interface InspectReport {
   tensors: { count: number; byDtype: Record<string, { count: number; bytes: number }> } | null;
   params: { total: number; activePerToken: number } | null;
   memory: MemoryEstimate | null;
+  /** What each kernel backend would hold to serve it, and whether a hard limit stops it. */
+  backends: BackendNeed[];
   unusedTensors: string[];
   /** Everything that stops this directory from serving; empty when it can. */
   problems: string[];
@@ -49,34 +40,42 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Per-step activation floats of forward.ts's RunState at `rows` rows and `logitRows` logit rows, plus rope tables. */
-function activationBytes(c: ModelConfig, rows: number, logitRows: number): number {
-  const ffn = Math.max(c.intermediateSize, c.moeIntermediateSize * Math.max(1, c.nSharedExperts));
-  const perRow =
-    5 * c.hiddenSize + // x, xn, attnOut, ffnOut, moeOut
-    Math.max(1, c.qLoraRank) +
-    c.numHeads * (c.qkNopeHeadDim + c.qkRopeHeadDim + 2 * c.kvLoraRank + c.vHeadDim) + // q parts, qLatent, attnLatent, attnV
-    c.kvLoraRank + c.qkRopeHeadDim + // latent, kRope
-    2 * ffn + // gate, up
-    Math.max(1, c.nRoutedExperts); // router logits
-  const rope = 2 * c.maxPositionEmbeddings * (c.qkRopeHeadDim / 2); // cos and sin tables
-  return 4 * (rows * perRow + logitRows * (c.hiddenSize + c.vocabSize) + rope);
+/** The estimate at the engine's default step size (a full prefill step, every batch row sampling). */
+export function memoryEstimate(c: ModelConfig, weights: { total: number; largest: { name: string; bytes: number } }, kvTokens: number): MemoryEstimate {
+  return estimate(c, weights, kvTokens, { rows: ENGINE_DEFAULTS.maxTokensPerStep, logitRows: ENGINE_DEFAULTS.maxBatch });
 }
 
-export function memoryEstimate(c: ModelConfig, weightBytes: number, kvTokens: number): MemoryEstimate {
-  const perTokenValues = (c.kvLoraRank + c.qkRopeHeadDim) * c.numLayers;
-  const kvBytesPerToken = 4 * perTokenValues;
-  const activations = activationBytes(c, ENGINE_DEFAULTS.maxTokensPerStep, ENGINE_DEFAULTS.maxBatch);
-  const kvCacheBytes = kvBytesPerToken * kvTokens;
-  return {
-    weightBytes,
-    kvBytesPerTokenBf16: 2 * perTokenValues,
-    kvBytesPerToken,
-    kvTokens,
-    kvCacheBytes,
-    activationBytes: activations,
-    totalBytes: weightBytes + kvCacheBytes + activations,
-  };
+export interface BackendNeed {
+  backend: 'reference' | 'wasm-simd' | 'webgpu';
+  where: string;
+  bytes: number;
+  /** false: the backend refuses this model (a hard limit); null: no fixed limit to check here. */
+  fits: boolean | null;
+  note: string;
+}
+
+/** Every backend holds the weights as stored plus KV and activations; they differ in where, and in limits. */
+export function backendNeeds(m: MemoryEstimate): BackendNeed[] {
+  const wasmFits = m.totalBytes <= WASM32_MEMORY_BYTES;
+  return [
+    { backend: 'reference', where: 'host memory', bytes: m.totalBytes, fits: null, note: 'JS typed arrays, no fixed limit (tests only: slow)' },
+    {
+      backend: 'wasm-simd',
+      where: 'one wasm32 memory',
+      bytes: m.totalBytes,
+      fits: wasmFits,
+      note: wasmFits
+        ? `within the ${formatBytes(WASM32_MEMORY_BYTES)} wasm32 limit`
+        : `over the ${formatBytes(WASM32_MEMORY_BYTES)} wasm32 limit: wasm-simd refuses this model; serve it with --backend webgpu`,
+    },
+    {
+      backend: 'webgpu',
+      where: 'GPU memory',
+      bytes: m.totalBytes,
+      fits: null,
+      note: `experts held once (slabs); largest tensor ${m.largestTensor.name} ${formatBytes(m.largestTensor.bytes)}, uploaded in row parts where it passes the adapter's maxStorageBufferBindingSize (lavapipe: 128 MiB; npm run device-check prints the adapter's)`,
+    },
+  ];
 }
 
 /** Shard files as the directory names them: the index's weight_map, or the single model.safetensors. */
@@ -111,6 +110,7 @@ export function inspectModel(dir: string, opts: { kvTokens?: number } = {}): Ins
     tensors: null,
     params: null,
     memory: null,
+    backends: [],
     unusedTensors: [],
     problems: [],
   };
@@ -139,13 +139,11 @@ export function inspectModel(dir: string, opts: { kvTokens?: number } = {}): Ins
   try {
     const byDtype: Record<string, { count: number; bytes: number }> = {};
     let count = 0;
-    let weightBytes = 0;
     for (const name of ck.names()) {
       const info = ck.info(name);
       const slot = (byDtype[info.dtype] ??= { count: 0, bytes: 0 });
       slot.count++;
       slot.bytes += info.end - info.begin;
-      weightBytes += info.end - info.begin;
       count++;
     }
     report.tensors = { count, byDtype };
@@ -153,7 +151,8 @@ export function inspectModel(dir: string, opts: { kvTokens?: number } = {}): Ins
     report.problems.push(...check.problems);
     report.unusedTensors = check.unused;
     report.params = { total: check.totalParams, activePerToken: check.activeParams };
-    report.memory = memoryEstimate(c, weightBytes, opts.kvTokens ?? ENGINE_DEFAULTS.kvBlocks * ENGINE_DEFAULTS.blockSize);
+    report.memory = memoryEstimate(c, checkpointBytes(ck), opts.kvTokens ?? ENGINE_DEFAULTS.kvBlocks * ENGINE_DEFAULTS.blockSize);
+    report.backends = backendNeeds(report.memory);
   } finally {
     ck.close();
   }
@@ -209,6 +208,7 @@ export function formatReport(r: InspectReport): string {
     row('KV per token', `${formatBytes(m.kvBytesPerTokenBf16)} at bf16 ((kv_lora + rope) × 2 B × layers); ${formatBytes(m.kvBytesPerToken)} as this node stores it (f32)`);
     row('serve memory', `≈ ${formatBytes(m.totalBytes)}: weights ${formatBytes(m.weightBytes)} + KV cache ${formatBytes(m.kvCacheBytes)} (${m.kvTokens} tokens) + activations and rope tables ${formatBytes(m.activationBytes)}`);
   }
+  for (const b of r.backends) row(`  ${b.backend}`, `${formatBytes(b.bytes)} in ${b.where}${b.fits === false ? ' — REFUSED' : ''}: ${b.note}`);
   if (r.problems.length === 0) {
     const unused = r.unusedTensors.length ? ` (${r.unusedTensors.length} tensors unused by the forward pass, e.g. "${r.unusedTensors[0]}")` : '';
     row('check', `OK: every tensor the architecture needs is present and well-formed${unused}`);

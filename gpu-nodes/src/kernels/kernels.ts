@@ -106,8 +106,17 @@ export interface ExpertWeights {
   down: Matrix; // [hidden, moe_intermediate]
 }
 
+/** wasm32 addresses 4 GiB: every weight, tensor and the KV cache of the wasm-simd backend share one memory of at most this. */
+export const WASM32_MEMORY_BYTES = 2 ** 32;
+
 export interface Kernels {
   readonly name: string;
+  /**
+   * Bytes this backend can hold in weights, KV cache and activations together, where one hard limit
+   * bounds them all (wasm-simd: WASM32_MEMORY_BYTES). Model.load refuses a model past it before reading
+   * any weight. Undefined: no single limit (host memory, or a GPU checked buffer by buffer).
+   */
+  readonly memoryLimitBytes?: number;
 
   // ── memory ────────────────────────────────────────────────────────────────
   /** A zeroed f32 tensor. */
@@ -219,6 +228,12 @@ export interface Kernels {
    * backends group rows by expert so each expert's weights stream once per step for all its rows.
    */
   moe(out: Tensor, x: Tensor, rows: number, experts: ExpertWeights[], ids: Tensor, weights: Tensor, k: number): void;
+  /**
+   * Optional, called once per MoE layer when its weights are loaded: a backend that reads experts from
+   * its own layout (WebGPU's slabs) builds it now and frees the per-expert copies, so expert weights are
+   * held once. Afterwards the handles are valid only inside `moe`, with this same list.
+   */
+  adoptExperts?(experts: ExpertWeights[]): void;
 }
 
 /** The `into` contract of `Kernels.read`, the same failure on every backend. */

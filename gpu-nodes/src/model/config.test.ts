@@ -53,6 +53,7 @@ describe('config', () => {
   });
 
   it('accepts the generated presets', () => {
-    for (const p of Object.values(PRESETS)) expect(parseConfig(configJson(p)).vocabSize).toBe(100512);
+    for (const p of Object.values(PRESETS)) expect(parseConfig(configJson(p)).vocabSize).toBe(p.vocab_size ?? 100512);
+    expect(parseConfig(configJson(PRESETS['moonlight-16b']))).toMatchObject({ vocabSize: 163840, qLoraRank: 0, ropeScaling: null, rmsNormEps: 1e-5 });
   });
 });

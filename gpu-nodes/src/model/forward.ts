@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { AttnSeq, Kernels, KvCache, Tensor } from '../kernels/kernels.ts';
 import { Checkpoint } from './checkpoint.ts';
 import { parseConfig } from './config.ts';
+import { checkpointBytes, memoryEstimate } from './memory-estimate.ts';
 import type { ModelConfig } from './config.ts';
 import { ropeTables, softmaxScale } from './rope.ts';
 import type { RouterParams } from './moe-router.ts';
@@ -180,6 +181,12 @@ export class Model {
     const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
     const config = parseConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
     const ck = new Checkpoint(dir);
+    try {
+      refuseOverLimit(dir, config, ck, opts);
+    } catch (e) {
+      ck.close();
+      throw e;
+    }
     let lastTenth = -1;
     const started = Date.now();
     log(`model: loading ${dir} (${config.numLayers} layers, ${config.nRoutedExperts} experts) into ${opts.kernels.name} kernels`);
@@ -314,6 +321,20 @@ export class Model {
     k.matmul(s.logits, s.last, w.lmHead, nLogits);
     return k.read(s.logits, 0, nLogits * c.vocabSize, logitsInto);
   }
+}
+
+/** A backend with one hard memory limit (wasm-simd's 4 GiB) refuses a model past it before any weight is read. */
+function refuseOverLimit(dir: string, config: ModelConfig, ck: Checkpoint, opts: LoadOptions): void {
+  const limit = opts.kernels.memoryLimitBytes;
+  if (limit === undefined) return;
+  const need = memoryEstimate(config, checkpointBytes(ck), opts.kvBlocks * opts.blockSize, { rows: 1, logitRows: 1 });
+  if (need.totalBytes <= limit) return;
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+  throw new Error(
+    `model: ${dir} needs at least ${gib(need.totalBytes)} (weights ${gib(need.weightBytes)} + KV cache ${gib(need.kvCacheBytes)}), ` +
+      `more than the ${opts.kernels.name} backend's limit of ${gib(limit)} (one wasm32 memory addresses 4 GiB); ` +
+      'serve it with the webgpu backend (--backend webgpu), which keeps weights in GPU buffers',
+  );
 }
 
 function isIdentity(rows: Int32Array, n: number): boolean {

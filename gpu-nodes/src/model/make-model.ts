@@ -23,12 +23,15 @@ const GENERATOR_VERSION = 'k2-make-model/1';
 const SHARD_BYTES = 48 * 1024 * 1024;
 
 export interface ModelPreset {
+  /** Default: the k2-tiny tokenizer's 100512; a larger vocabulary pads the embedding and lm_head past it. */
+  vocab_size?: number;
   hidden_size: number;
   intermediate_size: number;
   moe_intermediate_size: number;
   num_hidden_layers: number;
   num_attention_heads: number;
-  q_lora_rank: number;
+  /** null: a direct q_proj (DeepSeek-V2-Lite, Moonlight) instead of q_a_proj → norm → q_b_proj. */
+  q_lora_rank: number | null;
   kv_lora_rank: number;
   qk_nope_head_dim: number;
   qk_rope_head_dim: number;
@@ -42,7 +45,9 @@ export interface ModelPreset {
   routed_scaling_factor: number;
   max_position_embeddings: number;
   rope_theta: number;
-  rope_scaling: { type: 'yarn'; factor: number; original_max_position_embeddings: number; beta_fast: number; beta_slow: number; mscale: number; mscale_all_dim: number };
+  rope_scaling: { type: 'yarn'; factor: number; original_max_position_embeddings: number; beta_fast: number; beta_slow: number; mscale: number; mscale_all_dim: number } | null;
+  /** Default 1e-6 (K2). */
+  rms_norm_eps?: number;
   seed: number;
 }
 
@@ -65,7 +70,47 @@ export const PRESETS: Record<string, ModelPreset> = {
     rope_scaling: { type: 'yarn', factor: 4, original_max_position_embeddings: 512, beta_fast: 32, beta_slow: 1, mscale: 1, mscale_all_dim: 1 },
     seed: 2,
   },
+  /**
+   * Moonshot's Moonlight-16B-A3B as published (DeepSeek-V3 architecture, config.json fields below):
+   * direct q_proj, 64 routed experts of which 6 per token plus 2 shared, one dense layer first, no
+   * rope_scaling. Only the vocabulary's tokenizer differs: ours is k2-tiny's, padded to 163840 rows.
+   * About 11.2 GB (10.5 GiB: embedding and lm_head are 1.3 GB of bf16); written shard by shard, never held in memory at once. `scaleShape` makes copies
+   * with the same counts and narrower widths for tests.
+   */
+  'moonlight-16b': {
+    vocab_size: 163840,
+    hidden_size: 2048, intermediate_size: 11264, moe_intermediate_size: 1408, num_hidden_layers: 27, num_attention_heads: 16,
+    q_lora_rank: null, kv_lora_rank: 512, qk_nope_head_dim: 128, qk_rope_head_dim: 64, v_head_dim: 128,
+    n_routed_experts: 64, num_experts_per_tok: 6, n_shared_experts: 2, first_k_dense_replace: 1, n_group: 1, topk_group: 1,
+    routed_scaling_factor: 2.446, max_position_embeddings: 8192, rope_theta: 50000, rope_scaling: null, rms_norm_eps: 1e-5,
+    seed: 3,
+  },
 };
+
+/**
+ * A copy of `p` with every count kept (layers, heads, experts, experts per token, shared experts,
+ * dense layers, q_lora_rank null or not) and every width divided by `factor`: hidden and FFN widths
+ * rounded up to the int4 group of 32, head dims and ranks to even numbers. The vocabulary shrinks too,
+ * but never below the tokenizer's 100512 tokens.
+ */
+export function scaleShape(p: ModelPreset, factor: number): ModelPreset {
+  if (!Number.isInteger(factor) || factor < 1) throw new Error(`make-model: scale must be a whole number ≥ 1, got ${factor}`);
+  if (factor === 1) return p;
+  const by32 = (n: number) => Math.max(32, Math.ceil(n / factor / 32) * 32);
+  const even = (n: number) => Math.max(2, 2 * Math.ceil(n / factor / 2));
+  return {
+    ...p,
+    vocab_size: Math.max(K2_TINY_VOCAB_SIZE, Math.ceil((p.vocab_size ?? K2_TINY_VOCAB_SIZE) / factor)),
+    hidden_size: by32(p.hidden_size),
+    intermediate_size: by32(p.intermediate_size),
+    moe_intermediate_size: by32(p.moe_intermediate_size),
+    q_lora_rank: p.q_lora_rank === null ? null : by32(p.q_lora_rank),
+    kv_lora_rank: by32(p.kv_lora_rank),
+    qk_nope_head_dim: even(p.qk_nope_head_dim),
+    qk_rope_head_dim: even(p.qk_rope_head_dim),
+    v_head_dim: even(p.v_head_dim),
+  };
+}
 
 function specialId(content: string): number {
   const t = k2TinySpecialTokens().find((s) => s.content === content);
@@ -81,7 +126,7 @@ export function configJson(p: ModelPreset): Record<string, unknown> {
   return {
     architectures: ['DeepseekV3ForCausalLM'],
     model_type: 'kimi_k2',
-    vocab_size: K2_TINY_VOCAB_SIZE,
+    vocab_size: p.vocab_size ?? K2_TINY_VOCAB_SIZE,
     hidden_size: p.hidden_size,
     intermediate_size: p.intermediate_size,
     moe_intermediate_size: p.moe_intermediate_size,
@@ -108,7 +153,7 @@ export function configJson(p: ModelPreset): Record<string, unknown> {
     max_position_embeddings: p.max_position_embeddings,
     rope_theta: p.rope_theta,
     rope_scaling: p.rope_scaling,
-    rms_norm_eps: 1e-6,
+    rms_norm_eps: p.rms_norm_eps ?? 1e-6,
     attention_bias: false,
     attention_dropout: 0,
     initializer_range: 0.02,
@@ -155,7 +200,7 @@ function randomF32(seed: number, name: string, n: number, std: number, mean = 0)
 
 /** All tensors of the checkpoint, in Hugging Face order. */
 function* checkpointTensors(p: ModelPreset): Generator<TensorToWrite> {
-  const V = K2_TINY_VOCAB_SIZE;
+  const V = p.vocab_size ?? K2_TINY_VOCAB_SIZE;
   const H = p.hidden_size;
   const s = p.seed;
   const bf16 = (name: string, shape: number[], std: number, mean = 0): TensorToWrite => ({
@@ -169,9 +214,14 @@ function* checkpointTensors(p: ModelPreset): Generator<TensorToWrite> {
     const pre = `model.layers.${l}`;
     const heads = p.num_attention_heads;
     yield norm(`${pre}.input_layernorm`, H);
-    yield linear(`${pre}.self_attn.q_a_proj`, p.q_lora_rank, H);
-    yield norm(`${pre}.self_attn.q_a_layernorm`, p.q_lora_rank);
-    yield linear(`${pre}.self_attn.q_b_proj`, heads * (p.qk_nope_head_dim + p.qk_rope_head_dim), p.q_lora_rank);
+    const qRows = heads * (p.qk_nope_head_dim + p.qk_rope_head_dim);
+    if (p.q_lora_rank === null) {
+      yield linear(`${pre}.self_attn.q_proj`, qRows, H);
+    } else {
+      yield linear(`${pre}.self_attn.q_a_proj`, p.q_lora_rank, H);
+      yield norm(`${pre}.self_attn.q_a_layernorm`, p.q_lora_rank);
+      yield linear(`${pre}.self_attn.q_b_proj`, qRows, p.q_lora_rank);
+    }
     yield linear(`${pre}.self_attn.kv_a_proj_with_mqa`, p.kv_lora_rank + p.qk_rope_head_dim, H);
     yield norm(`${pre}.self_attn.kv_a_layernorm`, p.kv_lora_rank);
     yield linear(`${pre}.self_attn.kv_b_proj`, heads * (p.qk_nope_head_dim + p.v_head_dim), p.kv_lora_rank);
@@ -264,28 +314,36 @@ function swapInto(tmp: string, dir: string, hash: string): void {
   }
 }
 
+/**
+ * Streams the tensors into shards of about SHARD_BYTES: only one shard's tensors are in memory at a
+ * time (the generator makes each tensor when asked), so the full-size presets write in bounded memory.
+ * Shards get their final "-of-N" names once N is known.
+ */
 function writeModelFiles(dir: string, p: ModelPreset, hash: string, log: (line: string) => void): void {
-  const all = [...checkpointTensors(p)];
-  const shards: TensorToWrite[][] = [[]];
+  const written: { tmp: string; names: string[] }[] = [];
+  let shard: TensorToWrite[] = [];
   let bytes = 0;
-  for (const t of all) {
-    if (bytes + t.data.byteLength > SHARD_BYTES && shards[shards.length - 1].length > 0) {
-      shards.push([]);
-      bytes = 0;
-    }
-    shards[shards.length - 1].push(t);
-    bytes += t.data.byteLength;
-  }
-  const weightMap: Record<string, string> = {};
   let total = 0;
-  shards.forEach((tensors, i) => {
-    const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-    writeSafetensors(join(dir, file), tensors);
-    for (const t of tensors) {
-      weightMap[t.name] = file;
-      total += t.data.byteLength;
-    }
-    log(`make-model: wrote ${file} (${tensors.length} tensors)`);
+  const flush = () => {
+    const tmp = `shard-${written.length + 1}.part`;
+    writeSafetensors(join(dir, tmp), shard);
+    written.push({ tmp, names: shard.map((t) => t.name) });
+    log(`make-model: wrote shard ${written.length} (${shard.length} tensors, ${(bytes / 1e6).toFixed(0)} MB; ${(total / 1e9).toFixed(2)} GB so far)`);
+    shard = [];
+    bytes = 0;
+  };
+  for (const t of checkpointTensors(p)) {
+    if (bytes + t.data.byteLength > SHARD_BYTES && shard.length > 0) flush();
+    shard.push(t);
+    bytes += t.data.byteLength;
+    total += t.data.byteLength;
+  }
+  if (shard.length > 0) flush();
+  const weightMap: Record<string, string> = {};
+  written.forEach(({ tmp, names }, i) => {
+    const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(written.length).padStart(5, '0')}.safetensors`;
+    renameSync(join(dir, tmp), join(dir, file));
+    for (const name of names) weightMap[name] = file;
   });
   writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
   writeFileSync(join(dir, 'config.json'), JSON.stringify(configJson(p), null, 2));
@@ -299,12 +357,12 @@ function writeModelFiles(dir: string, p: ModelPreset, hash: string, log: (line: 
   writeFileSync(join(dir, 'tiktoken.model'), tok.tiktokenModel);
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tok.tokenizerConfig, null, 2) + '\n');
   writeFileSync(join(dir, 'make-model.json'), JSON.stringify({ generator: GENERATOR_VERSION, config_hash: hash, preset: p }, null, 2));
-  log(`make-model: ${(total / 1e6).toFixed(1)} MB of weights in ${shards.length} shards`);
+  log(`make-model: ${(total / 1e6).toFixed(1)} MB of weights in ${written.length} shards`);
 }
 
 /** Reuse `dir` when it already holds this preset (same config hash), otherwise (re)generate it. */
-export function ensureModel(dir: string, preset: string | ModelPreset = 'k2-tiny'): string {
+export function ensureModel(dir: string, preset: string | ModelPreset = 'k2-tiny', log: (line: string) => void = () => {}): string {
   const p = resolvePreset(preset);
-  if (markerHash(dir) !== presetHash(p)) makeModel(dir, p);
+  if (markerHash(dir) !== presetHash(p)) makeModel(dir, p, log);
   return dir;
 }

@@ -160,6 +160,13 @@ export class WeightLoader {
     };
   }
 
+  /** A MoE layer's routed experts, handed to the backend's own layout (if it has one) right away, so a large model's per-expert copies never pile up. */
+  experts(pre: string): ExpertWeights[] {
+    const experts = Array.from({ length: this.cfg.nRoutedExperts }, (_, e) => this.mlp(`${pre}.mlp.experts.${e}`, this.cfg.moeIntermediateSize));
+    this.k.adoptExperts?.(experts);
+    return experts;
+  }
+
   layer(l: number): LayerWeights {
     const c = this.cfg;
     const H = c.hiddenSize;
@@ -191,7 +198,7 @@ export class WeightLoader {
             bias: this.ck.has(`${pre}.mlp.gate.e_score_correction_bias`)
               ? this.vector(`${pre}.mlp.gate.e_score_correction_bias`, c.nRoutedExperts)
               : new Float32Array(c.nRoutedExperts),
-            experts: Array.from({ length: c.nRoutedExperts }, (_, e) => this.mlp(`${pre}.mlp.experts.${e}`, c.moeIntermediateSize)),
+            experts: this.experts(pre),
             shared: c.nSharedExperts > 0 ? this.mlp(`${pre}.mlp.shared_experts`, c.moeIntermediateSize * c.nSharedExperts) : null,
           }
         : null,

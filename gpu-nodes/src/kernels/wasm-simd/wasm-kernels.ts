@@ -34,7 +34,7 @@ import type {
   RouterParams,
   Tensor,
 } from '../kernels.ts';
-import { checkReadInto } from '../kernels.ts';
+import { checkReadInto, WASM32_MEMORY_BYTES } from '../kernels.ts';
 import { checkInt4Shape } from '../../model/quant.ts';
 import { routeRow, RouterScratch } from '../../model/moe-router.ts';
 import { WASM_PATH, WASM_RELAXED_PATH } from './build.ts';
@@ -109,6 +109,7 @@ function pickBuild(simd: 'auto' | 'relaxed' | 'simd128'): Uint8Array {
 
 export class WasmKernels implements Kernels {
   readonly name = 'wasm-simd';
+  readonly memoryLimitBytes = WASM32_MEMORY_BYTES;
   /** 'relaxed' or 'simd128': which int4 dot product this instance runs. */
   readonly variant: 'relaxed' | 'simd128';
   readonly heap: Heap;

@@ -25,7 +25,8 @@ import type {
 } from '../kernels.ts';
 import { checkReadInto } from '../kernels.ts';
 import { CommandQueue, grid } from './command-queue.ts';
-import { GpuBf16, GpuInt4, GpuKvCache, GpuTensor, Scratch, storage } from './handles.ts';
+import { GpuBf16, GpuInt4, GpuKvCache, GpuTensor, Scratch, matrixBytes, storage, whole } from './handles.ts';
+import type { RowPart } from './handles.ts';
 import type { GpuContext } from './device.ts';
 import { attentionShader, headMatmulShader } from './shaders/attention.wgsl.ts';
 import {
@@ -42,7 +43,7 @@ import {
 } from './shaders/elementwise.wgsl.ts';
 import { ROW_TILE, matmulShader } from './shaders/matmul.wgsl.ts';
 import { ROUTE_MAX_GROUPS, ROUTE_MAX_K, maxTiles, moeSortShader, routeShader } from './shaders/moe.wgsl.ts';
-import { layerSlabs } from './expert-slabs.ts';
+import { layerSlabs, slabBytes } from './expert-slabs.ts';
 import type { LayerSlabs, Slab } from './expert-slabs.ts';
 
 export interface WebGpuKernelsOptions {
@@ -50,6 +51,8 @@ export interface WebGpuKernelsOptions {
   halfInt4?: boolean;
   /** Cap on one expert slab's bytes (default and maximum: the device's storage binding limit); tests lower it to get several slabs. */
   maxSlabBytes?: number;
+  /** Cap on one weight buffer; larger matrices are uploaded in row parts (default and maximum: the storage binding limit). */
+  maxWeightBufferBytes?: number;
 }
 
 export class WebGpuKernels implements Kernels {
@@ -57,6 +60,7 @@ export class WebGpuKernels implements Kernels {
   readonly ctx: GpuContext;
   private halfInt4: boolean;
   private maxSlabBytes: number;
+  private maxWeightBufferBytes: number;
   private q: CommandQueue;
   private moeX: Scratch;
   private moeGate: Scratch;
@@ -67,6 +71,9 @@ export class WebGpuKernels implements Kernels {
   private moeTiles: Scratch;
   /** Each MoE layer's experts packed into slabs, keyed by the layer's expert list. */
   private moeSlabs = new WeakMap<ExpertWeights[], LayerSlabs>();
+  /** Expert matrices whose own buffers were freed by adoptExperts (they live only in their list's slabs). */
+  private adopted = new WeakSet<Matrix>();
+  private uploadedBytes = 0;
   private noBias: GPUBuffer;
 
   constructor(ctx: GpuContext, opts: WebGpuKernelsOptions = {}) {
@@ -75,6 +82,7 @@ export class WebGpuKernels implements Kernels {
     this.halfInt4 = opts.halfInt4 ?? false;
     const bindingLimit = ctx.device.limits.maxStorageBufferBindingSize;
     this.maxSlabBytes = Math.min(opts.maxSlabBytes ?? bindingLimit, bindingLimit);
+    this.maxWeightBufferBytes = Math.min(opts.maxWeightBufferBytes ?? bindingLimit, bindingLimit);
     this.name = `webgpu${ctx.subgroups ? '+subgroups' : ''}${this.halfInt4 ? '+f16' : ''} (${ctx.description})`;
     this.q = new CommandQueue(ctx.device);
     this.moeX = new Scratch(this.q);
@@ -90,6 +98,11 @@ export class WebGpuKernels implements Kernels {
   /** Host reads so far (each is a submit and a wait); a forward step should add exactly one. */
   get reads(): number {
     return this.q.reads;
+  }
+
+  /** Bytes of weights on the device (uploads and expert slabs, less what adoptExperts freed); tensors and the KV cache excluded. */
+  get weightBytes(): number {
+    return this.uploadedBytes;
   }
 
   /** Dispatches encoded so far; `moe` adds the same number whatever the layer's expert count. */
@@ -122,11 +135,55 @@ export class WebGpuKernels implements Kernels {
 
   uploadInt4(w: Int4Host): Int4Matrix {
     if (w.cols % 32 !== 0) throw new Error(`int4 cols ${w.cols} is not a multiple of 32`);
-    return new GpuInt4(w.rows, w.cols, this.upload(w.packed), this.upload(w.scales));
+    const pw = w.cols / 8;
+    const sw = w.cols / 32;
+    const parts = this.rowParts(w.rows, w.cols / 2, (r0, r1) => [this.upload(w.packed.subarray(r0 * pw, r1 * pw)), this.upload(w.scales.subarray(r0 * sw, r1 * sw))]);
+    const m = new GpuInt4(w.rows, w.cols, parts);
+    this.uploadedBytes += matrixBytes(m);
+    return m;
   }
 
   uploadBf16(w: Bf16Host): Bf16Matrix {
-    return new GpuBf16(w.rows, w.cols, this.upload(w.data));
+    const m = new GpuBf16(w.rows, w.cols, this.rowParts(w.rows, w.cols * 2, (r0, r1) => [this.upload(w.data.subarray(r0 * w.cols, r1 * w.cols))]));
+    this.uploadedBytes += matrixBytes(m);
+    return m;
+  }
+
+  /** One part when the matrix fits a weight buffer; otherwise as many rows per part as fit (an embedding or lm_head past the binding limit). */
+  private rowParts(rows: number, rowBytes: number, upload: (r0: number, r1: number) => GPUBuffer[]): RowPart[] {
+    const perPart = Math.max(1, Math.floor(this.maxWeightBufferBytes / rowBytes));
+    const parts: RowPart[] = [];
+    for (let r0 = 0; r0 < Math.max(1, rows); r0 += perPart) {
+      const r1 = Math.min(rows, r0 + perPart);
+      parts.push({ row0: r0, rows: r1 - r0, buffers: upload(r0, r1) });
+    }
+    return parts;
+  }
+
+  /** Packs the layer's slabs now and frees each expert's own buffers once the copies are submitted. */
+  adoptExperts(experts: ExpertWeights[]): void {
+    if (experts.length === 0) throw new Error('moe: adoptExperts got an empty expert list');
+    this.slabsFor(experts);
+    for (const e of experts) {
+      for (const m of [e.gate, e.up, e.down]) {
+        if (this.adopted.has(m)) continue;
+        this.adopted.add(m);
+        const own = (m as GpuInt4 | GpuBf16).parts.flatMap((p) => p.buffers);
+        for (const b of own) {
+          this.uploadedBytes -= b.size;
+          this.q.retire(b);
+        }
+      }
+    }
+    // Submitting the copies lets the retired buffers go now, so a large model never holds two copies of more than one layer.
+    this.q.submit();
+  }
+
+  private slabsFor(experts: ExpertWeights[]): LayerSlabs {
+    const had = this.moeSlabs.get(experts);
+    const slabs = layerSlabs(this.moeSlabs, this.q, experts, this.maxSlabBytes, this.adopted);
+    if (slabs !== had) this.uploadedBytes += slabBytes(slabs) - (had ? slabBytes(had) : 0);
+    return slabs;
   }
 
   kvCache(spec: KvCacheSpec): KvCache {
@@ -148,7 +205,11 @@ export class WebGpuKernels implements Kernels {
     for (const id of ids) if (id < 0 || id >= t.rows) throw new Error(`embed: token id ${id} outside vocabulary of ${t.rows}`);
     const p = this.q.pipeline('embed', () => embedShader);
     const n = ids.length * t.cols;
-    this.q.dispatch(p, [this.q.params([ids.length, t.cols]), this.q.hostData(ids), t.data, buf(out)], grid(n, EW));
+    const idsBinding = this.q.hostData(ids);
+    // A table split at the binding limit: each part writes the rows whose ids it holds.
+    for (const part of t.parts) {
+      this.q.dispatch(p, [this.q.params([ids.length, t.cols, part.row0, part.row0 + part.rows]), idsBinding, part.buffers[0], buf(out)], grid(n, EW));
+    }
   }
 
   rmsnorm(out: Tensor, x: Tensor, weight: Tensor, rows: number, dim: number, eps: number): void {
@@ -191,16 +252,18 @@ export class WebGpuKernels implements Kernels {
   /** out[outOff + r*N + n] = Σ_k W[n,k] · x[xOff + r*K + k]; offsets in elements. */
   private matmulAt(out: GPUBuffer, outOff: number, x: GPUBuffer, xOff: number, w: Matrix, rows: number): void {
     if (rows === 0) return;
+    if (this.adopted.has(w)) throw new Error('matmul: this expert matrix was adopted into MoE slabs (adoptExperts) and has no buffer of its own');
     const int4 = w.kind === 'int4';
     const subgroups = this.ctx.subgroups;
     const tile = rows === 1 ? 1 : ROW_TILE;
     const half = int4 && this.halfInt4;
     const p = this.q.pipeline(`matmul/${w.kind}/${subgroups}/${tile}/${half}`, () => matmulShader({ int4, subgroups, tile, half }));
-    const params = this.q.params([w.rows, w.cols, rows, xOff, outOff]);
-    const bufs = int4
-      ? [params, x, out, (w as GpuInt4).packed, (w as GpuInt4).scales]
-      : [params, x, out, (w as GpuBf16).data];
-    this.q.dispatch(p, bufs, grid(w.rows, 1, Math.ceil(rows / tile)));
+    const m = w as GpuInt4 | GpuBf16;
+    // One dispatch per row part (one part unless the matrix passed the binding limit), each writing its columns of the output rows.
+    for (const part of m.parts) {
+      const params = this.q.params([part.rows, w.cols, rows, xOff, outOff + part.row0, w.rows]);
+      this.q.dispatch(p, [params, x, out, ...part.buffers], grid(part.rows, 1, Math.ceil(rows / tile)));
+    }
   }
 
   // ── attention (MLA) ───────────────────────────────────────────────────────
@@ -291,6 +354,7 @@ export class WebGpuKernels implements Kernels {
     rows: number,
     transpose: boolean,
   ): void {
+    whole(w as GpuBf16, 'headMatmul');
     const p = this.q.pipeline('headMatmul', () => headMatmulShader);
     const params = this.q.params([
       rows, heads, outHeadStride, xHeadStride, xOffset, headRows, rowOffset, n, w.cols, transpose ? 1 : 0,
@@ -323,7 +387,7 @@ export class WebGpuKernels implements Kernels {
     const count = rows * k;
     const hidden = experts[0].gate.cols;
     const inter = experts[0].gate.rows;
-    const slabs = layerSlabs(this.moeSlabs, this.q, experts, this.maxSlabBytes);
+    const slabs = this.slabsFor(experts);
     // Decode (one row) runs the GEMV variant; an expert then has one row unless ids repeat within the row.
     const tile = rows === 1 ? 1 : ROW_TILE;
     const bound = maxTiles(count, E, tile);

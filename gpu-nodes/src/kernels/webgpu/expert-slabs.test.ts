@@ -128,3 +128,31 @@ for (const c of [ctx, noSubgroups].filter((c) => c !== null)) describe(`webgpu M
 describe.skipIf(ctx !== null)('webgpu MoE over expert slabs', () => {
   it.skip('no WebGPU adapter on this machine', () => {});
 });
+
+describe.skipIf(ctx === null)('webgpu adoptExperts: expert weights held once', () => {
+  it('frees the per-expert buffers once the slabs hold them, and moe still matches the reference', async () => {
+    const gpu = new WebGpuKernels(ctx!);
+    const hosts = hostExperts(64, 64, 32, (e) => e === 5);
+    const base = gpu.weightBytes;
+    const experts = upload(gpu, hosts);
+    const perExpert = gpu.weightBytes - base;
+    gpu.adoptExperts(experts);
+    const held = gpu.weightBytes - base;
+    // Slabs round each expert's scales up to a whole word, so allow a little over one copy; two copies would be 2×.
+    expect(held).toBeGreaterThanOrEqual(perExpert);
+    expect(held).toBeLessThan(perExpert * 1.05);
+    const rows = 5;
+    const x = floats(rows * 64);
+    const { ids, weights } = routing(rows, 6, 64);
+    const want = await runMoe(new ReferenceKernels(), hosts, x, rows, 6, ids, weights);
+    const out = gpu.tensor(rows * 64);
+    gpu.moe(out, gpu.uploadF32(x), rows, experts, gpu.uploadF32(ids), gpu.uploadF32(weights), 6);
+    const got = await gpu.read(out);
+    let diff = 0;
+    for (let i = 0; i < want.length; i++) diff = Math.max(diff, Math.abs(got[i] - want[i]));
+    expect(diff).toBeLessThan(1e-4 * Math.max(1, ...Array.from(want, Math.abs)));
+    // the adopted handles have no buffers of their own any more: using them elsewhere is refused
+    expect(() => gpu.matmul(gpu.tensor(32), gpu.tensor(64), experts[0].gate, 1)).toThrow(/adopted/);
+    expect(() => gpu.moe(out, gpu.tensor(rows * 64), rows, [...experts], gpu.uploadF32(ids), gpu.uploadF32(weights), 6)).toThrow(/adopted/);
+  });
+});

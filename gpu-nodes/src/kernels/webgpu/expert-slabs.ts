@@ -7,11 +7,12 @@
  * A slab holds a contiguous expert range [e0, e1) of one kind, at a fixed stride per expert, and is cut
  * where the kind changes or the next expert would pass the storage binding limit (128 MiB on lavapipe),
  * so a uniform model gets ceil(experts / experts-per-slab) slabs per role, whatever the routing.
- * Cost: the per-expert buffers stay alive too (callers own those handles), so expert memory is doubled.
+ * `WebGpuKernels.adoptExperts` packs a layer at load time and frees the per-expert buffers, so a loaded
+ * model holds its expert weights once; a list that was never adopted keeps both (callers own those handles).
  */
 import type { ExpertWeights, Matrix } from '../kernels.ts';
 import type { CommandQueue } from './command-queue.ts';
-import { GpuBf16, GpuInt4, storage } from './handles.ts';
+import { GpuBf16, GpuInt4, storage, whole } from './handles.ts';
 
 export type Role = 'gate' | 'up' | 'down';
 
@@ -47,7 +48,7 @@ function footprint(m: Matrix): { wBytes: number; wStride: number; sBytes: number
   return { wBytes: wStride * 2, wStride, sBytes: 0, sStride: 0 };
 }
 
-function packRole(q: CommandQueue, mats: Matrix[], maxBinding: number): Slab[] {
+function packRole(q: CommandQueue, mats: Matrix[], maxBinding: number, freed: WeakSet<Matrix>): Slab[] {
   const { rows, cols } = mats[0];
   for (const m of mats) if (m.rows !== rows || m.cols !== cols) throw new Error(`moe: experts of shape ${m.rows}×${m.cols} and ${rows}×${cols} in one layer`);
   const slabs: Slab[] = [];
@@ -64,6 +65,8 @@ function packRole(q: CommandQueue, mats: Matrix[], maxBinding: number): Slab[] {
     const ws = kind === 'int4' ? q.device.createBuffer({ size: Math.max(16, n * f.sBytes), usage: storage() }) : null;
     for (let e = e0; e < e1; e++) {
       const m = mats[e];
+      if (freed.has(m)) throw new Error('moe: an expert adopted into another list\'s slabs (its own buffers are freed) cannot be packed again; pass the list adoptExperts was given');
+      if (m instanceof GpuInt4 || m instanceof GpuBf16) whole(m, 'moe');
       if (m instanceof GpuInt4) {
         q.copy(m.packed, 0, wq, (e - e0) * f.wBytes, f.wBytes);
         q.copy(m.scales, 0, ws!, (e - e0) * f.sBytes, words((m.rows * m.cols) / 16));
@@ -78,16 +81,16 @@ function packRole(q: CommandQueue, mats: Matrix[], maxBinding: number): Slab[] {
 }
 
 /** Packs (once per list, on the device, queued before the work that reads it) or returns the cached slabs. */
-export function layerSlabs(cache: WeakMap<ExpertWeights[], LayerSlabs>, q: CommandQueue, experts: ExpertWeights[], maxSlabBytes: number): LayerSlabs {
+export function layerSlabs(cache: WeakMap<ExpertWeights[], LayerSlabs>, q: CommandQueue, experts: ExpertWeights[], maxSlabBytes: number, freed: WeakSet<Matrix>): LayerSlabs {
   const mats = experts.flatMap((e) => [e.gate, e.up, e.down]);
   const hit = cache.get(experts);
   if (hit && hit.packed.length === mats.length && hit.packed.every((m, i) => m === mats[i])) return hit;
   const packed: LayerSlabs = {
     packed: mats,
     roles: {
-      gate: packRole(q, experts.map((e) => e.gate), maxSlabBytes),
-      up: packRole(q, experts.map((e) => e.up), maxSlabBytes),
-      down: packRole(q, experts.map((e) => e.down), maxSlabBytes),
+      gate: packRole(q, experts.map((e) => e.gate), maxSlabBytes, freed),
+      up: packRole(q, experts.map((e) => e.up), maxSlabBytes, freed),
+      down: packRole(q, experts.map((e) => e.down), maxSlabBytes, freed),
     },
   };
   // Queued work may still read the old slabs: free them after the next submit.
@@ -99,4 +102,11 @@ export function layerSlabs(cache: WeakMap<ExpertWeights[], LayerSlabs>, q: Comma
   }
   cache.set(experts, packed);
   return packed;
+}
+
+/** Bytes of every buffer in a layer's slabs. */
+export function slabBytes(s: LayerSlabs): number {
+  let n = 0;
+  for (const slabs of Object.values(s.roles)) for (const slab of slabs) n += slab.wq.size + (slab.ws?.size ?? 0);
+  return n;
 }

@@ -17,17 +17,29 @@ export class GpuTensor implements Tensor {
   }
 }
 
+/**
+ * Rows [row0, row0 + rows) of a matrix in their own buffers: a matrix larger than one storage binding
+ * (maxStorageBufferBindingSize) is uploaded as several row parts; int4 buffers are [packed, scales], bf16 [data].
+ */
+export interface RowPart {
+  row0: number;
+  rows: number;
+  buffers: GPUBuffer[];
+}
+
 export class GpuInt4 implements Int4Matrix {
   readonly kind = 'int4' as const;
   readonly rows: number;
   readonly cols: number;
+  readonly parts: RowPart[];
+  /** The first part's buffers: the whole matrix unless it was split. */
   readonly packed: GPUBuffer;
   readonly scales: GPUBuffer;
-  constructor(rows: number, cols: number, packed: GPUBuffer, scales: GPUBuffer) {
+  constructor(rows: number, cols: number, parts: RowPart[]) {
     this.rows = rows;
     this.cols = cols;
-    this.packed = packed;
-    this.scales = scales;
+    this.parts = parts;
+    [this.packed, this.scales] = parts[0].buffers;
   }
 }
 
@@ -35,12 +47,25 @@ export class GpuBf16 implements Bf16Matrix {
   readonly kind = 'bf16' as const;
   readonly rows: number;
   readonly cols: number;
+  readonly parts: RowPart[];
+  /** The first part's buffer: the whole matrix unless it was split. */
   readonly data: GPUBuffer;
-  constructor(rows: number, cols: number, data: GPUBuffer) {
+  constructor(rows: number, cols: number, parts: RowPart[]) {
     this.rows = rows;
     this.cols = cols;
-    this.data = data;
+    this.parts = parts;
+    this.data = parts[0].buffers[0];
   }
+}
+
+/** Bytes of every buffer of a matrix, all parts. */
+export function matrixBytes(m: GpuInt4 | GpuBf16): number {
+  return m.parts.reduce((n, p) => n + p.buffers.reduce((b, buf) => b + buf.size, 0), 0);
+}
+
+/** Refuses a split matrix where a kernel binds the matrix whole (per-head matmuls, expert slabs). */
+export function whole(m: GpuInt4 | GpuBf16, what: string): void {
+  if (m.parts.length > 1) throw new Error(`${what}: a ${m.rows}×${m.cols} ${m.kind} matrix split into ${m.parts.length} parts at the storage binding limit cannot be bound whole here`);
 }
 
 export class GpuKvCache implements KvCache {

@@ -75,6 +75,28 @@ for (const gpu of backends) {
       expect(() => gpu.embed(gpu.tensor(7), gpu.uploadBf16(table), Int32Array.of(11))).toThrow(/outside vocabulary/);
     });
 
+    it('matrices past the weight-buffer cap are split into row parts: embed and matmul still agree', async () => {
+      // A 1 KiB cap: the bf16 table (23 rows of 64 bytes) splits into 16 + 7 rows, the int4 matrix (50 rows of 64 bytes) into 16 + 16 + 16 + 2.
+      const split = new WebGpuKernels(gpu.ctx, { maxWeightBufferBytes: 1024 });
+      const table = { rows: 23, cols: 32, data: bf16s(23 * 32) };
+      const w4 = int4(50, 128);
+      const ids = Int32Array.of(22, 0, 16, 15, 7);
+      const x = floats(3 * 128);
+      const t = split.uploadBf16(table) as unknown as { parts: unknown[] };
+      expect(t.parts).toHaveLength(2);
+      expect((split.uploadInt4(w4) as unknown as { parts: unknown[] }).parts).toHaveLength(4);
+      const run = (k: Kernels) => async () => {
+        const emb = k.tensor(ids.length * 32);
+        k.embed(emb, k.uploadBf16(table), ids);
+        const logits = k.tensor(ids.length * 23);
+        k.matmul(logits, emb, k.uploadBf16(table), ids.length); // tied lm_head: every part writes its columns
+        const y = k.tensor(3 * 50);
+        k.matmul(y, k.uploadF32(x), k.uploadInt4(w4), 3);
+        return Float32Array.of(...(await k.read(emb)), ...(await k.read(logits)), ...(await k.read(y)));
+      };
+      await agree(split, (k) => run(k)());
+    });
+
     it('rmsnorm, separate and in place', async () => {
       const x = floats(3 * 100, 3);
       const w = floats(100);

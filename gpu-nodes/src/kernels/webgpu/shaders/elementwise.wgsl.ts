@@ -13,7 +13,8 @@ const ENTRY = `@compute @workgroup_size(${EW})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32)`;
 
 export const embedShader = /* wgsl */ `${GID}
-struct Params { rows: u32, dim: u32, _a: u32, _b: u32 }
+// table holds vocabulary rows [lo, hi): one part of a table split at the binding limit; other ids are left alone.
+struct Params { rows: u32, dim: u32, lo: u32, hi: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
 @group(0) @binding(2) var<storage, read> table: array<u32>; // bf16 pairs
@@ -21,7 +22,9 @@ struct Params { rows: u32, dim: u32, _a: u32, _b: u32 }
 ${ENTRY} {
   let i = gidOf(wid, nwg, lid);
   if (i >= p.rows * p.dim) { return; }
-  let idx = u32(ids[i / p.dim]) * p.dim + i % p.dim;
+  let id = u32(ids[i / p.dim]);
+  if (id < p.lo || id >= p.hi) { return; }
+  let idx = (id - p.lo) * p.dim + i % p.dim;
   out[i] = bf16((table[idx >> 1u] >> ((idx & 1u) * 16u)) & 0xffffu);
 }`;
 

@@ -12,7 +12,8 @@
  * does not fit f16. Activations are rounded to f16 (~1e-3 relative) and |x| must stay below ~1000 or
  * the 8-product sum overflows, so `half` is opt-in (WebGpuKernels option `halfInt4`), not the default.
  *
- * xOff/outOff (element offsets) let a caller run a matmul over a slice of a tensor's rows.
+ * xOff/outOff (element offsets) let a caller run a matmul over a slice of a tensor's rows; outStride is
+ * the output row width, wider than n when a matrix split into row parts (binding limit) writes one part.
  *
  * `grouped` (the MoE): one dispatch covers every expert of a slab (expert-slabs.ts). Workgroup z is an
  * entry of the tile list moeSortShader writes — (expert, first row, row count) in the expert-sorted rows —
@@ -87,7 +88,7 @@ export function matmulShader({ int4, subgroups, tile, half = false, grouped = fa
   const tilesBinding = grouped ? `@group(0) @binding(${int4 ? 5 : 4}) var<storage, read> tiles: array<u32>;` : '';
   const params = grouped
     ? 'n: u32, k: u32, e0: u32, e1: u32, nExperts: u32, wStride: u32, sStride: u32, zBase: u32'
-    : 'n: u32, k: u32, rows: u32, xOff: u32, outOff: u32, _a: u32, _b: u32, _c: u32';
+    : 'n: u32, k: u32, rows: u32, xOff: u32, outOff: u32, outStride: u32, _b: u32, _c: u32';
   // Where this workgroup's rows and weights are: the tile entry (grouped) or the z tile of one matrix.
   const locate = grouped
     ? /* wgsl */ `
@@ -103,7 +104,8 @@ export function matmulShader({ int4, subgroups, tile, half = false, grouped = fa
   row0 = wid.z * ROW_TILE;
   rowEnd = p.rows;
   xOff = p.xOff;
-  outOff = p.outOff;`;
+  outOff = p.outOff;
+  outStride = p.outStride;`;
   const sgBuiltins = subgroups
     ? ', @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32'
     : '';
@@ -124,6 +126,7 @@ var<private> row0: u32;
 var<private> rowEnd: u32;
 var<private> xOff = 0u;
 var<private> outOff = 0u;
+var<private> outStride = 0u;
 var<private> wBase = 0u;
 var<private> sBase = 0u;
 
@@ -135,6 +138,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32${sgBuiltins}) {
   let n = wid.x + wid.y * nwg.x;
   if (n >= p.n) { return; } // whole workgroup leaves together: n is workgroup-uniform
+  outStride = p.n;
 ${locate}
   initRows();
   var acc = Acc(0.0);
@@ -147,7 +151,7 @@ ${reduce}
 const XS_SINGLE = /* wgsl */ `
 fn initRows() {}
 fn xs(k: u32) -> f32 { return x[xOff + row0 * p.k + k]; }
-fn store(n: u32, v: f32) { out[outOff + row0 * p.n + n] = v; }
+fn store(n: u32, v: f32) { out[outOff + row0 * outStride + n] = v; }
 `;
 
 // x[row0 + i, k] for the 4 rows of the tile; rows past the end re-read the last row (results discarded),
@@ -163,7 +167,7 @@ fn xs(k: u32) -> vec4<f32> {
 }
 fn store(n: u32, v: vec4<f32>) {
   for (var i = 0u; i < 4u; i++) {
-    if (row0 + i < rowEnd) { out[outOff + (row0 + i) * p.n + n] = v[i]; }
+    if (row0 + i < rowEnd) { out[outOff + (row0 + i) * outStride + n] = v[i]; }
   }
 }
 `;

@@ -1,0 +1,73 @@
+/**
+ * How much memory serving a checkpoint takes, from its config and tensor headers alone (no weight is
+ * read): weights as stored (every backend keeps int4 packed and bf16 as bf16), the paged MLA cache in
+ * f32, and forward.ts's run-state buffers. `k2node inspect` prints it per backend; `Model.load` uses it
+ * to refuse a model past a backend's hard limit before reading any weight.
+ */
+import type { Checkpoint } from './checkpoint.ts';
+import type { ModelConfig } from './config.ts';
+
+export interface MemoryEstimate {
+  /** Tensor bytes as stored: the wasm and webgpu backends keep int4 packed and bf16 as bf16. */
+  weightBytes: number;
+  /** The biggest single tensor: WebGPU uploads it in row parts where it passes one storage binding (`maxStorageBufferBindingSize`). */
+  largestTensor: { name: string; bytes: number };
+  /** MLA caches (kv_lora_rank + qk_rope_head_dim) per token per layer; at bf16, as vLLM/SGLang store it. */
+  kvBytesPerTokenBf16: number;
+  /** The same in f32, as our kernels' paged cache stores it. */
+  kvBytesPerToken: number;
+  kvTokens: number;
+  kvCacheBytes: number;
+  /** Run-state buffers for a full step plus the rope tables (model/forward.ts RunState). */
+  activationBytes: number;
+  totalBytes: number;
+}
+
+/** Bytes of every tensor, and the largest one, from the shard headers. */
+export function checkpointBytes(ck: Checkpoint): { total: number; largest: { name: string; bytes: number } } {
+  let total = 0;
+  let largest = { name: '', bytes: 0 };
+  for (const name of ck.names()) {
+    const info = ck.info(name);
+    const bytes = info.end - info.begin;
+    total += bytes;
+    if (bytes > largest.bytes) largest = { name, bytes };
+  }
+  return { total, largest };
+}
+
+/** Per-step activation floats of forward.ts's RunState at `rows` rows and `logitRows` logit rows, plus rope tables. */
+export function activationBytes(c: ModelConfig, rows: number, logitRows: number): number {
+  const ffn = Math.max(c.intermediateSize, c.moeIntermediateSize * Math.max(1, c.nSharedExperts));
+  const perRow =
+    5 * c.hiddenSize + // x, xn, attnOut, ffnOut, moeOut
+    Math.max(1, c.qLoraRank) +
+    c.numHeads * (c.qkNopeHeadDim + c.qkRopeHeadDim + 2 * c.kvLoraRank + c.vHeadDim) + // q parts, qLatent, attnLatent, attnV
+    c.kvLoraRank + c.qkRopeHeadDim + // latent, kRope
+    2 * ffn + // gate, up
+    Math.max(1, c.nRoutedExperts); // router logits
+  const rope = 2 * c.maxPositionEmbeddings * (c.qkRopeHeadDim / 2); // cos and sin tables
+  return 4 * (rows * perRow + logitRows * (c.hiddenSize + c.vocabSize) + rope);
+}
+
+export function memoryEstimate(
+  c: ModelConfig,
+  weights: { total: number; largest: { name: string; bytes: number } },
+  kvTokens: number,
+  step: { rows: number; logitRows: number },
+): MemoryEstimate {
+  const perTokenValues = (c.kvLoraRank + c.qkRopeHeadDim) * c.numLayers;
+  const kvBytesPerToken = 4 * perTokenValues;
+  const activations = activationBytes(c, step.rows, step.logitRows);
+  const kvCacheBytes = kvBytesPerToken * kvTokens;
+  return {
+    weightBytes: weights.total,
+    largestTensor: weights.largest,
+    kvBytesPerTokenBf16: 2 * perTokenValues,
+    kvBytesPerToken,
+    kvTokens,
+    kvCacheBytes,
+    activationBytes: activations,
+    totalBytes: weights.total + kvCacheBytes + activations,
+  };
+}
