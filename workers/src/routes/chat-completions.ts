@@ -9,6 +9,7 @@ import { edgeTokenizer } from '../inference/tokenizers.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { serveViaBackends } from '../upstreams/serve.ts';
 import { chatCompletionRequest } from '../schemas/openai.ts';
+import { refuseWhatThePoolCannotHonour } from '../schemas/request-surface.ts';
 import { jsonBody } from '../schemas/validate.ts';
 
 /** POST /v1/chat/completions */
@@ -19,6 +20,7 @@ export const chatCompletions = new Hono<AppEnv>().post('/', requireScope('chat')
   // Models with configured backends (vLLM, SGLang, hosted APIs, pools) go through upstreams/ (issue 11).
   const viaBackends = await serveViaBackends(c, target, startedAt, { endpoint: 'chat.completions', body });
   if (viaBackends) return viaBackends;
+  refuseWhatThePoolCannotHonour('chat.completions', body);
   const { tokenizer, thinking } = edgeTokenizer(target.model);
   const tools = body.tool_choice === 'none' ? undefined : body.tools;
   const gen = await startGeneration(c, {

@@ -8,6 +8,7 @@ import { edgeTokenizer } from '../inference/tokenizers.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { serveViaBackends } from '../upstreams/serve.ts';
 import { completionRequest } from '../schemas/openai.ts';
+import { refuseWhatThePoolCannotHonour } from '../schemas/request-surface.ts';
 import { jsonBody } from '../schemas/validate.ts';
 
 /** OpenAI's default for the legacy endpoint is 16 completion tokens. */
@@ -21,6 +22,7 @@ export const completions = new Hono<AppEnv>().post('/', requireScope('completion
   // Models with configured backends (vLLM, SGLang, hosted APIs, pools) go through upstreams/ (issue 11).
   const viaBackends = await serveViaBackends(c, target, startedAt, { endpoint: 'completions', body });
   if (viaBackends) return viaBackends;
+  refuseWhatThePoolCannotHonour('completions', body);
   const { tokenizer } = edgeTokenizer(target.model);
   const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0];
   const gen = await startGeneration(c, {

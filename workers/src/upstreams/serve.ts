@@ -23,6 +23,7 @@ import { UsageMeter } from '../metering/meter.ts';
 import { cancelGeneration, type NodeGeneration } from '../node-client.ts';
 import { openRoutedGeneration } from '../routing/open.ts';
 import type { ChatCompletionRequest, CompletionRequest } from '../schemas/openai.ts';
+import { refuseWhatThePoolCannotHonour } from '../schemas/request-surface.ts';
 import { attemptOrder, type Backend } from './backends.ts';
 import { AllBackendsFailed, AttemptError, firstAccepting } from './failover.ts';
 import { openStream, requestJson, resolveApiKey, type UpstreamStream } from './openai-client.ts';
@@ -58,6 +59,7 @@ export async function serveViaBackends(c: Context<AppEnv>, target: ModelTarget, 
   const stream = req.body.stream === true;
   const open = async (backend: Backend): Promise<Opened> => {
     if (backend.kind === 'pool') {
+      refuseWhatThePoolCannotHonour(req.endpoint, req.body);
       // Our nodes run token ids, so they need this edge's exact vocabulary.
       if (!exact) throw new AttemptError(`the tokenizer for '${target.model.id}' is not bundled at this edge`, false);
       const registered = await nodeUrlsForPool(db, backend.pool);
