@@ -20,8 +20,8 @@ export const chatCompletions = new Hono<AppEnv>().post('/', requireScope('chat')
   // Models with configured backends (vLLM, SGLang, hosted APIs, pools) go through upstreams/ (issue 11).
   const viaBackends = await serveViaBackends(c, target, startedAt, { endpoint: 'chat.completions', body });
   if (viaBackends) return viaBackends;
-  refuseWhatThePoolCannotHonour('chat.completions', body);
   const { tokenizer, thinking } = edgeTokenizer(target.model);
+  refuseWhatThePoolCannotHonour('chat.completions', body, tokenizer.vocabSize);
   const tools = body.tool_choice === 'none' ? undefined : body.tools;
   const gen = await startGeneration(c, {
     target,

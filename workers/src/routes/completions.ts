@@ -22,8 +22,8 @@ export const completions = new Hono<AppEnv>().post('/', requireScope('completion
   // Models with configured backends (vLLM, SGLang, hosted APIs, pools) go through upstreams/ (issue 11).
   const viaBackends = await serveViaBackends(c, target, startedAt, { endpoint: 'completions', body });
   if (viaBackends) return viaBackends;
-  refuseWhatThePoolCannotHonour('completions', body);
   const { tokenizer } = edgeTokenizer(target.model);
+  refuseWhatThePoolCannotHonour('completions', body, tokenizer.vocabSize);
   const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0];
   const gen = await startGeneration(c, {
     target,

@@ -6,6 +6,7 @@
  * the table forgets fails the first test.
  */
 import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { k2TinyTokenizer } from '../../../shared/tokenizer/index.ts';
 import { adminFetch, api, createTenant, useTestNode, type Tenant } from '../../test/fixtures.ts';
 import { CHAT_POOL_FIELDS, COMPLETION_POOL_FIELDS } from './request-surface.ts';
 
@@ -140,6 +141,19 @@ describe('served by our node pool: honoured or refused naming the field', () => 
     } finally {
       await setBackends('k2-tiny', []);
     }
+  });
+});
+
+describe('honoured by the node: the sampler acts on the field', () => {
+  it('logit_bias forces a token through the real forward pass; an id outside the vocabulary is refused naming logit_bias', async () => {
+    const tokenizer = k2TinyTokenizer();
+    const [id] = tokenizer.encode(' river');
+    const res = await api('/completions', tenant.key, { model: 'k2-tiny', prompt: 'Once upon', max_tokens: 3, temperature: 0, logit_bias: { [id]: 100 } });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { choices: { text: string }[] }).choices[0].text).toBe(' river river river');
+    const bad = await api('/completions', tenant.key, { model: 'k2-tiny', prompt: 'Once upon', max_tokens: 3, logit_bias: { [tokenizer.vocabSize]: 1 } });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { param: string } }).error.param).toBe('logit_bias');
   });
 });
 

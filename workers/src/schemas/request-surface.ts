@@ -35,13 +35,14 @@ const SAMPLING: Record<string, PoolRule> = {
   // An end-user id for abuse tracking: accepted; it does not change the output.
   user: 'honoured',
   n: refused('n > 1 is not supported by this model\'s serving nodes; send n = 1 and repeat the request', is(1)),
-  presence_penalty: refused('presence_penalty is not supported by this model\'s serving nodes', is(0)),
-  frequency_penalty: refused('frequency_penalty is not supported by this model\'s serving nodes', is(0)),
-  repetition_penalty: refused('repetition_penalty is not supported by this model\'s serving nodes', is(1)),
-  logit_bias: refused('logit_bias is not supported by this model\'s serving nodes', (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0),
-  top_k: refused('top_k is not supported by this model\'s serving nodes', (v) => v === -1 || v === 0),
-  min_p: refused('min_p is not supported by this model\'s serving nodes', is(0)),
-  min_tokens: refused('min_tokens is not supported by this model\'s serving nodes', is(0)),
+  // The node's sampler applies these (gpu-nodes/src/model/sampler.ts); logit_bias ids are checked against its vocabulary.
+  presence_penalty: 'honoured',
+  frequency_penalty: 'honoured',
+  repetition_penalty: 'honoured',
+  logit_bias: 'honoured',
+  top_k: 'honoured',
+  min_p: 'honoured',
+  min_tokens: 'honoured',
 };
 
 /** POST /v1/chat/completions: OpenAI's request fields plus the shared sampling extensions. */
@@ -106,10 +107,15 @@ function checkFields(body: Record<string, unknown>, rules: Record<string, PoolRu
 }
 
 /**
- * Throws the 400 for the first field of `body` the node pool would not honour. Call it where a
+ * Throws the 400 for the first field of `body` the node pool would not honour (or a logit_bias id
+ * outside the model's vocabulary of `vocabSize` ids). Call it where a
  * request is about to be served by the pool (the default path, or a `pool` backend).
  */
-export function refuseWhatThePoolCannotHonour(endpoint: 'chat.completions' | 'completions', body: ChatCompletionRequest | CompletionRequest): void {
+export function refuseWhatThePoolCannotHonour(endpoint: 'chat.completions' | 'completions', body: ChatCompletionRequest | CompletionRequest, vocabSize: number): void {
+  for (const id of Object.keys(body.logit_bias ?? {})) {
+    // A bias on an id outside the vocabulary would silently do nothing: the caller meant another token.
+    if (Number(id) >= vocabSize) throw new InvalidRequestError(`logit_bias: token id ${id} is outside this model's vocabulary [0, ${vocabSize})`, 'logit_bias', 'invalid_value');
+  }
   if (endpoint === 'completions') return checkFields(body, COMPLETION_POOL_FIELDS);
   const chat = body as ChatCompletionRequest;
   checkFields(chat, CHAT_POOL_FIELDS);

@@ -59,9 +59,9 @@ export async function serveViaBackends(c: Context<AppEnv>, target: ModelTarget, 
   const stream = req.body.stream === true;
   const open = async (backend: Backend): Promise<Opened> => {
     if (backend.kind === 'pool') {
-      refuseWhatThePoolCannotHonour(req.endpoint, req.body);
       // Our nodes run token ids, so they need this edge's exact vocabulary.
       if (!exact) throw new AttemptError(`the tokenizer for '${target.model.id}' is not bundled at this edge`, false);
+      refuseWhatThePoolCannotHonour(req.endpoint, req.body, tokenizer.vocabSize);
       const registered = await nodeUrlsForPool(db, backend.pool);
       const urls = registered.length > 0 ? registered : target.nodeUrls;
       const stopIds = chat ? chatStopTokenIds(tokenizer) : [tokenizer.specialId('[EOS]')];
