@@ -136,3 +136,12 @@ export const completionRequest = z
 export type ChatMessage = z.infer<typeof chatMessage>;
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequest>;
 export type CompletionRequest = z.infer<typeof completionRequest>;
+
+/** POST /v1/tokenizers/estimate-token-count (the K2 platform's shape): what a chat request's prompt would count. */
+export const tokenCountRequest = z
+  .object({
+    model: z.string().min(1),
+    messages: z.array(chatMessage).min(1),
+    tools: z.array(tool).optional(),
+  })
+  .strict();
