@@ -43,6 +43,21 @@ export interface SamplingParams {
   stop_token_ids: number[];
   /** Generation stops when the text contains one of these; the text is cut before it. */
   stop: string[];
+  // Optional logit processors (OpenAI's, vLLM's and SGLang's); absent means off.
+  /** Subtracted once from the logit of every token already in the output (OpenAI, in [-2, 2]). */
+  presence_penalty?: number;
+  /** Subtracted from each output token's logit times its count so far (OpenAI, in [-2, 2]). */
+  frequency_penalty?: number;
+  /** > 1 discourages tokens seen in the prompt or output: positive logits divided, negative multiplied (vLLM). */
+  repetition_penalty?: number;
+  /** Keep only the k most likely tokens; 0 or -1 disables. */
+  top_k?: number;
+  /** Drop tokens whose probability is below min_p × the top token's; 0 disables. */
+  min_p?: number;
+  /** The stop_token_ids cannot be sampled before this many output tokens. */
+  min_tokens?: number;
+  /** Token id (decimal string) → bias added to its logit, as OpenAI's `logit_bias`. */
+  logit_bias?: Record<string, number>;
 }
 
 export interface GenerateRequest {

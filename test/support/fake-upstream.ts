@@ -9,6 +9,8 @@
  *   fail-503    always 503
  *   flaky-N     429 (Retry-After 0) for the first N requests, then as ok
  *   cut         200, one content chunk, then the body ends without finish_reason or [DONE]
+ *   usage-vllm      as ok, with vLLM's usage: prompt_tokens_details null, completion_tokens_details.reasoning_tokens
+ *   usage-deepseek  as ok, with DeepSeek's usage: prompt_cache_hit_tokens / prompt_cache_miss_tokens
  * GET {url}/requests/{tag} → the JSON bodies this tag received, in order (plus `_authorization`).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -36,9 +38,16 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
-function answer(res: ServerResponse, body: Record<string, unknown>): void {
+/** The same counts in the usage dialects engines speak. */
+export const USAGE_DIALECTS: Record<string, Record<string, unknown>> = {
+  ok: FAKE_ANSWER.usage,
+  'usage-vllm': { prompt_tokens: 40, completion_tokens: 12, total_tokens: 52, prompt_tokens_details: null, completion_tokens_details: { reasoning_tokens: 5 } },
+  'usage-deepseek': { prompt_tokens: 40, completion_tokens: 12, total_tokens: 52, prompt_cache_hit_tokens: 32, prompt_cache_miss_tokens: 8 },
+};
+
+function answer(res: ServerResponse, body: Record<string, unknown>, usage: Record<string, unknown>): void {
   const base = { id: 'up-1', created: 1, model: String(body.model) };
-  const { reasoning, content, tool, usage } = FAKE_ANSWER;
+  const { reasoning, content, tool } = FAKE_ANSWER;
   if (body.stream !== true) {
     const message = { role: 'assistant', content, reasoning_content: reasoning, tool_calls: [{ id: tool.id, type: 'function', function: { name: tool.name, arguments: tool.arguments } }] };
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -91,7 +100,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       // also reports the lost connection as an unhandled rejection, which fails a vitest run.)
       setTimeout(() => res.end(), 50);
     } else {
-      answer(res, body);
+      answer(res, body, USAGE_DIALECTS[scenario] ?? FAKE_ANSWER.usage);
     }
   });
   server.listen(0, '127.0.0.1');

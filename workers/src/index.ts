@@ -29,6 +29,7 @@ import { limits } from './routes/limits.ts';
 import { models } from './routes/models.ts';
 import { statements } from './routes/statements.ts';
 import { usage } from './routes/dashboard-api.ts';
+import { tokenCount } from './routes/token-count.ts';
 
 const app = new Hono<AppEnv>();
 
@@ -51,6 +52,7 @@ app.get('/health', (c) => c.json({ ok: true }));
 app.route('/v1/models', models);
 app.route('/v1/chat/completions', chatCompletions);
 app.route('/v1/completions', completions);
+app.route('/v1/tokenizers/estimate-token-count', tokenCount);
 app.route('/admin', admin);
 app.route('/admin/organizations', statements);
 app.route('/admin', limits);

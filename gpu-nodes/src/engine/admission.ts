@@ -36,6 +36,21 @@ export function checkGenerateRequest(body: GenerateRequest, limits: AdmissionLim
   if (s.seed !== undefined && !Number.isInteger(s.seed)) throw bad('sampling.seed must be an integer');
   if (!Array.isArray(s.stop_token_ids) || !s.stop_token_ids.every((id) => Number.isInteger(id))) throw bad('sampling.stop_token_ids must be integers');
   if (!Array.isArray(s.stop) || !s.stop.every((x) => typeof x === 'string')) throw bad('sampling.stop must be strings');
+  const finiteIn = (v: unknown, lo: number, hi: number) => typeof v === 'number' && v >= lo && v <= hi;
+  if (s.presence_penalty !== undefined && !finiteIn(s.presence_penalty, -2, 2)) throw bad('sampling.presence_penalty must be in [-2, 2]');
+  if (s.frequency_penalty !== undefined && !finiteIn(s.frequency_penalty, -2, 2)) throw bad('sampling.frequency_penalty must be in [-2, 2]');
+  if (s.repetition_penalty !== undefined && !(finiteIn(s.repetition_penalty, 0, 2) && s.repetition_penalty > 0)) throw bad('sampling.repetition_penalty must be in (0, 2]');
+  if (s.top_k !== undefined && !(Number.isInteger(s.top_k) && s.top_k >= -1)) throw bad('sampling.top_k must be an integer ≥ -1');
+  if (s.min_p !== undefined && !finiteIn(s.min_p, 0, 1)) throw bad('sampling.min_p must be in [0, 1]');
+  if (s.min_tokens !== undefined && !(Number.isInteger(s.min_tokens) && s.min_tokens >= 0)) throw bad('sampling.min_tokens must be an integer ≥ 0');
+  if (s.logit_bias !== undefined) {
+    if (typeof s.logit_bias !== 'object' || s.logit_bias === null) throw bad('sampling.logit_bias must be an object');
+    for (const [id, bias] of Object.entries(s.logit_bias)) {
+      // A bias on an id past the vocabulary would silently do nothing: the caller meant another token.
+      if (!/^\d+$/.test(id) || Number(id) >= limits.vocabSize) throw bad(`logit_bias token id ${id} is outside this model's vocabulary [0, ${limits.vocabSize})`);
+      if (!finiteIn(bias, -100, 100)) throw bad(`logit_bias for token ${id} must be in [-100, 100]`);
+    }
+  }
   if (body.cache_salt !== undefined && typeof body.cache_salt !== 'string') throw bad('cache_salt must be a string');
   const total = ids.length + s.max_tokens;
   const limit = Math.min(limits.maxModelLen, limits.kvCapacityTokens);

@@ -174,6 +174,18 @@ describe('Engine on k2-tiny', () => {
       expect(byText.text).toBe(ref.text.slice(0, ref.text.indexOf(stopText)));
     });
 
+    it('min_tokens holds off a stop id; logit_bias forces a token; an id outside the vocabulary is refused', async () => {
+      const ref = alone[2];
+      const stopAtFirst = await generate(engine, body(prompts[2], { max_tokens: 3, stop_token_ids: [ref.ids[0]] }));
+      expect(stopAtFirst.ids).toEqual([ref.ids[0]]);
+      const held = await generate(engine, body(prompts[2], { max_tokens: 3, stop_token_ids: [ref.ids[0]], min_tokens: 2 }));
+      expect(held.ids.slice(0, 2)).not.toContain(ref.ids[0]);
+      expect(held.ids.length).toBeGreaterThanOrEqual(2);
+      const forced = await generate(engine, body(prompts[2], { max_tokens: 3, logit_bias: { '42': 100 } }));
+      expect(forced.ids).toEqual([42, 42, 42]);
+      expect(() => engine.submit(body(prompts[2], { logit_bias: { '999999999': 1 } }), () => {})).toThrow(/logit_bias/);
+    });
+
     it('returns every block after many short requests, some cancelled while queued or running', async () => {
       const shared = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56]];
       const runs: Promise<Result>[] = [];

@@ -41,7 +41,7 @@ export class ModelRunner implements StepRunner {
     let i = 0;
     for (const { req, samples } of out.scheduled) {
       if (!samples) continue;
-      sampled.set(req, this.samplerOf(req).sample(logits, i * V, V));
+      sampled.set(req, this.samplerOf(req).sample(logits, i * V, V, req));
       i++;
     }
     return sampled;
@@ -54,8 +54,20 @@ export class ModelRunner implements StepRunner {
   private samplerOf(req: EngineRequest): Sampler {
     let s = this.samplers.get(req.id);
     if (!s) {
-      const { temperature, top_p, seed } = req.sampling;
-      s = createSampler({ temperature, topP: top_p, seed });
+      const p = req.sampling;
+      s = createSampler({
+        temperature: p.temperature,
+        topP: p.top_p,
+        seed: p.seed,
+        topK: p.top_k,
+        minP: p.min_p,
+        presencePenalty: p.presence_penalty,
+        frequencyPenalty: p.frequency_penalty,
+        repetitionPenalty: p.repetition_penalty,
+        minTokens: p.min_tokens,
+        stopTokenIds: p.stop_token_ids,
+        logitBias: p.logit_bias ? new Map(Object.entries(p.logit_bias).map(([id, bias]) => [Number(id), bias])) : undefined,
+      });
       this.samplers.set(req.id, s);
     }
     return s;

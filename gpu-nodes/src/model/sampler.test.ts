@@ -1,6 +1,6 @@
 // Sampling: greedy, seeded reproducibility, temperature and nucleus behaviour.
 import { describe, expect, it } from 'vitest';
-import { argmax, createSampler } from './sampler.ts';
+import { argmax, createSampler, type SamplingConfig, type SamplingHistory } from './sampler.ts';
 
 const logits = Float32Array.from([1, 3, 2.5, -1, 0, 2.9, 0.5, 1.5]);
 
@@ -45,5 +45,60 @@ describe('sampler', () => {
   it('rejects invalid parameters', () => {
     expect(() => createSampler({ temperature: -1, topP: 1 })).toThrow(/temperature/);
     expect(() => createSampler({ temperature: 1, topP: 0 })).toThrow(/top_p/);
+    expect(() => createSampler({ temperature: 1, topP: 1, topK: 1.5 })).toThrow(/top_k/);
+    expect(() => createSampler({ temperature: 1, topP: 1, minP: 2 })).toThrow(/min_p/);
+    expect(() => createSampler({ temperature: 1, topP: 1, repetitionPenalty: 0 })).toThrow(/repetition_penalty/);
+  });
+});
+
+describe('logits processors', () => {
+  // logits: id 1 (3) > id 5 (2.9) > id 2 (2.5) > id 7 (1.5) > ...; id 3 is -1.
+  const greedy = (cfg: Partial<SamplingConfig>, history?: SamplingHistory) => createSampler({ temperature: 0, topP: 1, ...cfg }).sample(logits, 0, logits.length, history);
+  /** A history whose prompt is `prompt` and whose output so far is `output`. */
+  const hist = (prompt: number[], output: number[]): SamplingHistory => ({ tokens: [...prompt, ...output], numPromptTokens: prompt.length });
+
+  it('logit_bias moves a token up or down, and never writes the model buffer', () => {
+    const before = Float32Array.from(logits);
+    expect(greedy({ logitBias: new Map([[3, 100]]) })).toBe(3);
+    expect(greedy({ logitBias: new Map([[1, -100]]) })).toBe(5);
+    expect(logits).toEqual(before);
+  });
+
+  it('min_tokens masks the stop ids until the output is long enough', () => {
+    const cfg = { stopTokenIds: [1], minTokens: 2 };
+    expect(greedy(cfg, hist([0, 4], []))).toBe(5);
+    expect(greedy(cfg, hist([0, 4], [6]))).toBe(5);
+    expect(greedy(cfg, hist([0, 4], [6, 6]))).toBe(1);
+  });
+
+  it('presence and frequency penalties count output tokens only', () => {
+    expect(greedy({ presencePenalty: 0.2 }, hist([], [1]))).toBe(5);
+    expect(greedy({ presencePenalty: 0.2 }, hist([1], []))).toBe(1);
+    // 3 - 0.04 × count: still ahead of 2.9 after 2, behind after 3
+    expect(greedy({ frequencyPenalty: 0.04 }, hist([], [1, 1]))).toBe(1);
+    expect(greedy({ frequencyPenalty: 0.04 }, hist([], [1, 1, 1]))).toBe(5);
+  });
+
+  it('repetition_penalty divides positive and multiplies negative logits of prompt and output tokens', () => {
+    expect(greedy({ repetitionPenalty: 1.2 }, hist([1], []))).toBe(5);
+    expect(greedy({ repetitionPenalty: 1.2 }, hist([], [1]))).toBe(5);
+    // a negative logit is multiplied (pushed further down), not divided (which would pull it up): -1 × 2 < -1.5
+    const negative = Float32Array.of(-1, -1.5);
+    expect(createSampler({ temperature: 0, topP: 1, repetitionPenalty: 2 }).sample(negative, 0, 2, hist([0], []))).toBe(1);
+  });
+
+  it('top_k keeps the k most likely tokens', () => {
+    const seen = new Set(Array.from({ length: 400 }, (_, i) => createSampler({ temperature: 1, topP: 1, topK: 2, seed: i }).sample(logits)));
+    expect([...seen].sort()).toEqual([1, 5]);
+    const one = new Set(Array.from({ length: 100 }, (_, i) => createSampler({ temperature: 2, topP: 1, topK: 1, seed: i }).sample(logits)));
+    expect(one).toEqual(new Set([1]));
+  });
+
+  it('min_p drops tokens below min_p × the top probability', () => {
+    // p(5) / p(1) = e^-0.1 ≈ 0.905; p(2) / p(1) = e^-0.5 ≈ 0.61
+    const kept = (minP: number) => new Set(Array.from({ length: 400 }, (_, i) => createSampler({ temperature: 1, topP: 1, minP, seed: i }).sample(logits)));
+    expect([...kept(0.9)].sort()).toEqual([1, 5]);
+    expect(kept(0.95)).toEqual(new Set([1]));
+    expect(kept(0.5).has(2)).toBe(true);
   });
 });

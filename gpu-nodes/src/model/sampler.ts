@@ -1,7 +1,10 @@
 /**
- * Next-token sampling for one request: greedy at temperature 0, otherwise softmax at the temperature,
- * nucleus (top_p) truncation, and a draw from a PRNG seeded per request, so the same seed and logits
- * give the same tokens. Stop sequences and max_tokens are the engine's business.
+ * Next-token sampling for one request, in vLLM's order:
+ *   logits processors (on a copy of the row, only when one is set): logit_bias → min_tokens (stop ids
+ *   masked) → repetition_penalty (prompt + output) → frequency / presence penalties (output)
+ *   → greedy at temperature 0, otherwise softmax at the temperature → top_k → min_p → top_p (nucleus)
+ *   → a draw from a PRNG seeded per request, so the same seed and logits give the same tokens.
+ * Stop sequences and max_tokens are the engine's business.
  *
  * The PRNG is xorshift32 over a 32-bit state derived from the seed (as llama2.c's `random_u32`):
  * small, fast, and identical on every platform. Without a seed the state comes from Math.random.
@@ -12,6 +15,26 @@ export interface SamplingConfig {
   /** Nucleus mass in (0, 1]; 1 disables. */
   topP: number;
   seed?: number;
+  /** Keep the k most likely tokens (ties at the k-th probability are all kept); 0 or -1 disables. */
+  topK?: number;
+  /** Drop tokens below minP × the top probability; 0 disables. */
+  minP?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** 1 disables. */
+  repetitionPenalty?: number;
+  /** stopTokenIds are masked until the output has this many tokens. */
+  minTokens?: number;
+  stopTokenIds?: readonly number[];
+  /** token id → bias added to its logit. */
+  logitBias?: ReadonlyMap<number, number>;
+}
+
+/** What the sampler may look at besides the logits: the request's tokens so far. */
+export interface SamplingHistory {
+  /** Prompt then output ids. */
+  readonly tokens: readonly number[];
+  readonly numPromptTokens: number;
 }
 
 /** One sampler per request; it carries that request's PRNG state across its tokens. */
@@ -22,16 +45,44 @@ export function createSampler(cfg: SamplingConfig): Sampler {
 export class Sampler {
   readonly temperature: number;
   readonly topP: number;
+  readonly topK: number;
+  readonly minP: number;
+  private readonly presence: number;
+  private readonly frequency: number;
+  private readonly repetition: number;
+  private readonly minTokens: number;
+  private readonly stopTokenIds: readonly number[];
+  private readonly logitBias: ReadonlyMap<number, number>;
+  /** Whether any processor reads or changes the logits before the draw. */
+  private readonly processes: boolean;
   private state: number;
-  // Scratch for the nucleus, sized on first use to the vocabulary; reused for every token.
+  // Scratch sized on first use to the vocabulary and reused for every token: probabilities, the
+  // nucleus order, and the processed copy of the logits row (the model's buffer is never written).
   private probs: Float32Array = new Float32Array(0);
   private order: Int32Array = new Int32Array(0);
+  private work: Float32Array = new Float32Array(0);
 
   constructor(cfg: SamplingConfig) {
     if (!(cfg.temperature >= 0)) throw new Error(`sampler: temperature ${cfg.temperature} must be ≥ 0`);
     if (!(cfg.topP > 0 && cfg.topP <= 1)) throw new Error(`sampler: top_p ${cfg.topP} must be in (0, 1]`);
+    const topK = cfg.topK ?? 0;
+    if (!Number.isInteger(topK) || topK < -1) throw new Error(`sampler: top_k ${topK} must be an integer ≥ -1`);
+    const minP = cfg.minP ?? 0;
+    if (!(minP >= 0 && minP <= 1)) throw new Error(`sampler: min_p ${minP} must be in [0, 1]`);
+    const repetition = cfg.repetitionPenalty ?? 1;
+    if (!(repetition > 0 && Number.isFinite(repetition))) throw new Error(`sampler: repetition_penalty ${repetition} must be > 0`);
     this.temperature = cfg.temperature;
     this.topP = cfg.topP;
+    this.topK = topK > 0 ? topK : 0;
+    this.minP = minP;
+    this.presence = cfg.presencePenalty ?? 0;
+    this.frequency = cfg.frequencyPenalty ?? 0;
+    this.repetition = repetition;
+    this.minTokens = cfg.minTokens ?? 0;
+    this.stopTokenIds = cfg.stopTokenIds ?? [];
+    this.logitBias = cfg.logitBias ?? new Map();
+    this.processes =
+      this.logitBias.size > 0 || (this.minTokens > 0 && this.stopTokenIds.length > 0) || this.repetition !== 1 || this.presence !== 0 || this.frequency !== 0;
     const seed = cfg.seed ?? Math.floor(Math.random() * 2 ** 32);
     // Mix the seed so nearby seeds start far apart; xorshift needs a non-zero state.
     let s = (Math.imul(seed >>> 0 ^ 0x9e3779b9, 0x85ebca6b) ^ Math.floor(seed / 2 ** 32)) >>> 0;
@@ -49,8 +100,12 @@ export class Sampler {
     return (this.state >>> 8) / 16777216;
   }
 
-  /** Sample from logits[offset, offset + vocab). */
-  sample(logits: Float32Array, offset = 0, vocab = logits.length - offset): number {
+  /** Sample from logits[offset, offset + vocab); the processors that need the request's tokens read `history`. */
+  sample(logits: Float32Array, offset = 0, vocab = logits.length - offset, history?: SamplingHistory): number {
+    if (this.processes) {
+      logits = this.processed(logits, offset, vocab, history);
+      offset = 0;
+    }
     if (this.temperature === 0) return argmax(logits, offset, vocab);
     if (this.probs.length < vocab) {
       this.probs = new Float32Array(vocab);
@@ -66,8 +121,39 @@ export class Sampler {
       sum += p[i];
     }
     for (let i = 0; i < vocab; i++) p[i] /= sum;
+    if (this.topK > 0 && this.topK < vocab) this.keepTopK(p, vocab);
+    if (this.minP > 0) keepAbove(p, vocab, this.minP * maxOf(p, vocab));
     const coin = this.random();
     return this.topP >= 1 ? sampleAll(p, vocab, coin) : this.sampleTopP(p, vocab, coin);
+  }
+
+  /** The logits row with bias, min_tokens and penalties applied, in this sampler's scratch copy. */
+  private processed(logits: Float32Array, offset: number, vocab: number, history: SamplingHistory | undefined): Float32Array {
+    if (this.work.length < vocab) this.work = new Float32Array(vocab);
+    const w = this.work;
+    w.set(logits.subarray(offset, offset + vocab));
+    for (const [id, bias] of this.logitBias) if (id < vocab) w[id] += bias;
+    const tokens = history?.tokens ?? [];
+    const numPrompt = history?.numPromptTokens ?? tokens.length;
+    if (tokens.length - numPrompt < this.minTokens) for (const id of this.stopTokenIds) if (id < vocab) w[id] = -Infinity;
+    if (this.repetition !== 1) {
+      const seen = new Set(tokens);
+      for (const id of seen) if (id < vocab) w[id] = w[id] > 0 ? w[id] / this.repetition : w[id] * this.repetition;
+    }
+    if (this.presence !== 0 || this.frequency !== 0) {
+      const counts = new Map<number, number>();
+      for (let i = numPrompt; i < tokens.length; i++) counts.set(tokens[i], (counts.get(tokens[i]) ?? 0) + 1);
+      for (const [id, n] of counts) if (id < vocab) w[id] -= this.presence + this.frequency * n;
+    }
+    return w;
+  }
+
+  /** Zeroes all but the topK largest probabilities (the k-th value found by quickselect on a scratch copy). */
+  private keepTopK(p: Float32Array, vocab: number): void {
+    if (this.work.length < vocab) this.work = new Float32Array(vocab);
+    const copy = this.work.subarray(0, vocab);
+    copy.set(p.subarray(0, vocab));
+    keepAbove(p, vocab, kthLargest(copy, this.topK));
   }
 
   /**
@@ -106,6 +192,49 @@ export function argmax(logits: Float32Array, offset = 0, vocab = logits.length -
   let best = 0;
   for (let i = 1; i < vocab; i++) if (logits[offset + i] > logits[offset + best]) best = i;
   return best;
+}
+
+function maxOf(p: Float32Array, vocab: number): number {
+  let m = 0;
+  for (let i = 0; i < vocab; i++) if (p[i] > m) m = p[i];
+  return m;
+}
+
+/** Zeroes probabilities below `threshold` and renormalises the rest. */
+function keepAbove(p: Float32Array, vocab: number, threshold: number): void {
+  let sum = 0;
+  for (let i = 0; i < vocab; i++) {
+    if (p[i] < threshold) p[i] = 0;
+    sum += p[i];
+  }
+  for (let i = 0; i < vocab; i++) p[i] /= sum;
+}
+
+/** The k-th largest value of `a` (1-based), by in-place quickselect: O(n) on average, no sort. */
+function kthLargest(a: Float32Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  const target = k - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return a[target];
+  }
+  return a[target];
 }
 
 function sampleAll(p: Float32Array, vocab: number, coin: number): number {

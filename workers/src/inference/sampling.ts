@@ -6,6 +6,26 @@ export interface OpenAISampling {
   top_p?: number | null;
   seed?: number | null;
   stop?: string | string[] | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  repetition_penalty?: number | null;
+  top_k?: number | null;
+  min_p?: number | null;
+  min_tokens?: number | null;
+  logit_bias?: Record<string, number> | null;
+}
+
+/** The optional logit processors the client set (null and absent are both "off"). */
+function processors(body: OpenAISampling): Partial<SamplingParams> {
+  const out: Partial<SamplingParams> = {};
+  if (body.presence_penalty != null) out.presence_penalty = body.presence_penalty;
+  if (body.frequency_penalty != null) out.frequency_penalty = body.frequency_penalty;
+  if (body.repetition_penalty != null) out.repetition_penalty = body.repetition_penalty;
+  if (body.top_k != null) out.top_k = body.top_k;
+  if (body.min_p != null) out.min_p = body.min_p;
+  if (body.min_tokens != null) out.min_tokens = body.min_tokens;
+  if (body.logit_bias != null && Object.keys(body.logit_bias).length > 0) out.logit_bias = body.logit_bias;
+  return out;
 }
 
 /** OpenAI fields → protocol sampling, with OpenAI's defaults (temperature 1, top_p 1). */
@@ -21,5 +41,6 @@ export function samplingParams(
     ...(body.seed != null ? { seed: body.seed } : {}),
     stop_token_ids: stopTokenIds,
     stop: body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
+    ...processors(body),
   };
 }

@@ -21,6 +21,7 @@ import { cancelGeneration, type NodeGeneration } from '../node-client.ts';
 import { lookupResponse } from '../response-cache/lookup.ts';
 import { openRoutedGeneration } from '../routing/open.ts';
 import type { ChatCompletionRequest, CompletionRequest } from '../schemas/openai.ts';
+import { refuseWhatThePoolCannotHonour } from '../schemas/request-surface.ts';
 import { attemptOrder, type Backend } from '../upstreams/backends.ts';
 import { AllBackendsFailed, AttemptError, firstAccepting } from '../upstreams/failover.ts';
 import { openStream, requestJson, resolveApiKey, type UpstreamStream } from '../upstreams/openai-client.ts';
@@ -65,6 +66,7 @@ export async function serve(c: Context<AppEnv>, target: ModelTarget, startedAt: 
     if (backend.kind === 'pool') {
       // Our nodes run token ids, so they need this edge's exact vocabulary.
       if (!exact) throw new AttemptError(`the tokenizer for '${target.model.id}' is not bundled at this edge`, false);
+      refuseWhatThePoolCannotHonour(req.endpoint, req.body, tokenizer.vocabSize);
       const urls = backend.pool === target.model.pool ? target.nodeUrls : await poolUrls(c.env, backend.pool, target.nodeUrls);
       const stopIds = chat ? chatStopTokenIds(tokenizer) : [tokenizer.specialId('[EOS]')];
       const sampling = { ...samplingParams(req.body, maxTokens, stopIds), max_tokens: maxTokens };

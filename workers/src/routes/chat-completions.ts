@@ -4,6 +4,7 @@ import { resolveModel } from '../inference/generation.ts';
 import { serve } from '../inference/serve.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { chatCompletionRequest } from '../schemas/openai.ts';
+import { refuseWhatThePoolCannotHonour } from '../schemas/request-surface.ts';
 import { jsonBody } from '../schemas/validate.ts';
 import { countPrompt } from '../upstreams/prompt.ts';
 
@@ -15,6 +16,8 @@ export const chatCompletions = new Hono<AppEnv>().post('/', requireScope('chat')
   const req = { endpoint: 'chat.completions', body } as const;
   // The K2 chat template → token ids: what is billed is what runs.
   const prompt = countPrompt(target, req);
+  // Served by our own pool only: a field the node cannot honour is a 400 now, before anything is held.
+  if (target.backends.length === 0) refuseWhatThePoolCannotHonour(req.endpoint, body, prompt.tokenizer.vocabSize);
   // Key and org limits and the worst-case credit hold: 429 / 402 before any backend is contacted.
   await c.var.billing.admit({ promptTokens: prompt.promptTokenIds.length, maxTokens: prompt.maxTokens, price: target.price });
   return serve(c, target, startedAt, req, prompt);

@@ -16,7 +16,7 @@ import { UpstreamError } from '../errors.ts';
 import { openAIUsage } from '../inference/openai-usage.ts';
 import type { UsageMeter } from '../billing/meter.ts';
 import type { UpstreamStream } from './openai-client.ts';
-import { estimateUsage, generatedText, mapUpstreamUsage } from './upstream-usage.ts';
+import { cacheHitsReported, clientUsage, estimateUsage, generatedText, mapUpstreamUsage } from './upstream-usage.ts';
 
 export interface RelayContext {
   /** "chatcmpl-<request id>" or "cmpl-<request id>". */
@@ -42,9 +42,12 @@ function meterReason(reason: unknown): FinishReason {
   return reason === 'length' ? 'length' : 'stop';
 }
 
-/** Bills the upstream's usage, or our estimate (marking the row) when it sent none. */
-function billed(rc: RelayContext, upstream: Usage | null, text: string): Usage {
-  if (upstream) return upstream;
+/** Bills the upstream's usage, or our estimate (marking the row) when it sent none or left cache hits unknown. */
+function billed(rc: RelayContext, upstream: Usage | null, text: string, raw: unknown): Usage {
+  if (upstream) {
+    if (!cacheHitsReported(raw)) rc.meter.markEstimated();
+    return upstream;
+  }
   rc.meter.markEstimated();
   return estimateUsage(rc.tokenizer, rc.promptTokens, text);
 }
@@ -52,9 +55,9 @@ function billed(rc: RelayContext, upstream: Usage | null, text: string): Usage {
 /** Non-streaming: the upstream's chat.completion / text_completion with our id, model and usage. */
 export function relayJson(c: Context<AppEnv>, rc: RelayContext, body: Record<string, unknown>): Record<string, unknown> {
   const choices = Array.isArray(body.choices) ? (body.choices as Record<string, unknown>[]) : [];
-  const usage = billed(rc, mapUpstreamUsage(body.usage), choices.map(generatedText).join(''));
+  const usage = billed(rc, mapUpstreamUsage(body.usage), choices.map(generatedText).join(''), body.usage);
   c.executionCtx.waitUntil(rc.meter.finish('completed', meterReason(choices[0]?.finish_reason), usage));
-  return { ...body, id: rc.id, created: rc.created, model: rc.model, usage: openAIUsage(usage) };
+  return { ...body, id: rc.id, created: rc.created, model: rc.model, usage: clientUsage(openAIUsage(usage), body.usage) };
 }
 
 /**
@@ -66,6 +69,7 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
   const record = (p: Promise<unknown>) => c.executionCtx.waitUntil(p);
   let sentText = '';
   let upstreamUsage: Usage | null = null;
+  let upstreamRawUsage: unknown = null;
   let finishReason: unknown = null;
   let pending: string | undefined = up.first;
   let ended = false;
@@ -85,7 +89,10 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
   /** Our version of one upstream chunk, or null when it carries nothing for this client. */
   function rewrite(chunk: Chunk): Chunk | null {
     const usage = mapUpstreamUsage(chunk.usage);
-    if (usage) upstreamUsage = usage;
+    if (usage) {
+      upstreamUsage = usage;
+      upstreamRawUsage = chunk.usage;
+    }
     const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
     for (const choice of choices) {
       sentText += generatedText(choice);
@@ -102,8 +109,8 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
 
   function end(controller: ReadableStreamDefaultController<Uint8Array>) {
     ended = true;
-    const usage = billed(rc, upstreamUsage, sentText);
-    if (includeUsage) controller.enqueue(sse({ id: rc.id, object: rc.chunkObject, created: rc.created, model: rc.model, choices: [], usage: openAIUsage(usage) }));
+    const usage = billed(rc, upstreamUsage, sentText, upstreamRawUsage);
+    if (includeUsage) controller.enqueue(sse({ id: rc.id, object: rc.chunkObject, created: rc.created, model: rc.model, choices: [], usage: clientUsage(openAIUsage(usage), upstreamRawUsage) }));
     controller.enqueue(sse('[DONE]'));
     controller.close();
     record(meter.finish('completed', meterReason(finishReason), usage));
@@ -117,7 +124,7 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
     // that far, else what was sent, as an estimate.
     controller.enqueue(sse(new UpstreamError(message).body()));
     controller.close();
-    const usage = billed(rc, upstreamUsage, sentText);
+    const usage = billed(rc, upstreamUsage, sentText, upstreamRawUsage);
     record(meter.finish('failed', 'error', usage));
   }
 

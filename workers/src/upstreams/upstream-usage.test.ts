@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { k2TinyTokenizer } from '../../../shared/tokenizer/index.ts';
-import { estimateUsage, generatedText, mapUpstreamUsage } from './upstream-usage.ts';
+import { cacheHitsReported, clientUsage, estimateUsage, generatedText, mapUpstreamUsage } from './upstream-usage.ts';
 import { SseReader } from './sse.ts';
 
 describe('mapUpstreamUsage', () => {
@@ -54,5 +54,21 @@ describe('SseReader', () => {
     const got: (string | undefined)[] = [];
     for (let i = 0; i < 4; i++) got.push(await reader.next());
     expect(got).toEqual(['{"a":1}', 'line1\nline2', '[DONE]', undefined]);
+  });
+});
+
+describe('cacheHitsReported / clientUsage', () => {
+  it('knows when an upstream said nothing about cache hits (vLLM sends prompt_tokens_details: null)', () => {
+    expect(cacheHitsReported({ prompt_tokens: 10, completion_tokens: 1, prompt_tokens_details: { cached_tokens: 0 } })).toBe(true);
+    expect(cacheHitsReported({ prompt_tokens: 10, completion_tokens: 1, prompt_cache_hit_tokens: 0 })).toBe(true);
+    expect(cacheHitsReported({ prompt_tokens: 10, completion_tokens: 1, prompt_tokens_details: null })).toBe(false);
+    expect(cacheHitsReported({ prompt_tokens: 10, completion_tokens: 1 })).toBe(false);
+  });
+
+  it('keeps the upstream detail fields and writes the billed counts over its own', () => {
+    const raw = { prompt_tokens: 10, completion_tokens: 4, total_tokens: 14, prompt_tokens_details: { cached_tokens: 99, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 3 } };
+    const billed = { prompt_tokens: 10, completion_tokens: 4, total_tokens: 14, prompt_tokens_details: { cached_tokens: 10 } };
+    expect(clientUsage(billed, raw)).toEqual({ ...raw, prompt_tokens_details: { cached_tokens: 10, audio_tokens: 0 } });
+    expect(clientUsage(billed, null)).toEqual(billed);
   });
 });

@@ -4,9 +4,16 @@
  * Engines disagree on cache hits: OpenAI, vLLM and SGLang report `prompt_tokens_details.cached_tokens`
  * (a subset of prompt_tokens); DeepSeek-style APIs report `prompt_cache_hit_tokens`. Either is
  * billed at our cache-hit price; a count larger than the prompt is clamped, never billed twice.
+ * An upstream that reports neither (vLLM sends `prompt_tokens_details: null` unless its prefix-cache
+ * stats are enabled) is billed the whole prompt at the miss price, and the row is marked estimated,
+ * because the real hit count is unknown, not zero.
+ *
+ * What the client sees keeps the upstream's own detail fields (`completion_tokens_details.reasoning_tokens`,
+ * ...) with the counts we bill written over them.
  */
 import type { Usage } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
+import type { OpenAIUsage } from '../inference/openai-usage.ts';
 
 const count = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
 
@@ -20,6 +27,22 @@ export function mapUpstreamUsage(raw: unknown): Usage | null {
   const details = (typeof u.prompt_tokens_details === 'object' && u.prompt_tokens_details) as Record<string, unknown> | false;
   const cached = (details && count(details.cached_tokens)) || count(u.prompt_cache_hit_tokens) || 0;
   return { prompt_tokens: prompt, cached_tokens: Math.min(cached, prompt), completion_tokens: completion };
+}
+
+/** False when the upstream's usage says nothing about prompt-cache hits (no details object, no hit count). */
+export function cacheHitsReported(raw: unknown): boolean {
+  if (typeof raw !== 'object' || raw === null) return false;
+  const u = raw as Record<string, unknown>;
+  const details = u.prompt_tokens_details as Record<string, unknown> | null | undefined;
+  return (typeof details === 'object' && details !== null && count(details.cached_tokens) !== undefined) || count(u.prompt_cache_hit_tokens) !== undefined;
+}
+
+/** The usage object for the client: the upstream's fields kept, the counts we billed written over them. */
+export function clientUsage(billed: OpenAIUsage, raw: unknown): Record<string, unknown> {
+  if (typeof raw !== 'object' || raw === null) return { ...billed };
+  const u = raw as Record<string, unknown>;
+  const details = typeof u.prompt_tokens_details === 'object' && u.prompt_tokens_details !== null ? u.prompt_tokens_details : {};
+  return { ...u, ...billed, prompt_tokens_details: { ...details, ...billed.prompt_tokens_details } };
 }
 
 /**
