@@ -233,23 +233,28 @@ describe('effective prices under clock skew', () => {
     expect(backdated.status).toBe(400);
     expect(backdated.body.error.param).toBe('effective_from');
 
-    // A new price taking effect in 1.5 s (an operator's clock ahead, or a scheduled change).
-    const effectiveFrom = Date.now() + 1500;
-    const next = await admin<{ id: number }>('/prices', { model: 'k2-tiny', input_cache_miss: 700_000, input_cache_hit: 200_000, output: 3_000_000, effective_from: effectiveFrom });
-    expect(next.status).toBe(201);
-    // Started before, still running when the new price takes effect: billed at the old price.
+    // A request starts first: its first event means the edge has fixed its start time.
     const res = await chat({ messages: [{ role: 'user', content: 'A story, please.' }], max_tokens: 250, stream: true });
     expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
     const sse = sseReader(res);
+    expect(await sse.next()).toBeDefined();
+    // Then a new price is scheduled (an operator's clock ahead, or a planned change). The request
+    // started before this line runs, so it precedes effective_from whatever the machine's load; the
+    // 1.5 s lead is only the margin for this POST to reach the edge, or it is refused as back-dated.
+    const effectiveFrom = Date.now() + 1500;
+    const next = await admin<{ id: number }>('/prices', { model: 'k2-tiny', input_cache_miss: 700_000, input_cache_hit: 200_000, output: 3_000_000, effective_from: effectiveFrom });
+    expect(next.status).toBe(201);
+    // The request stays open (the stream is pull-driven, it waits for this reader) until the new
+    // price is in force, then finishes: started before, still running after, billed at the old price.
+    while (Date.now() < effectiveFrom + 50) await new Promise((r) => setTimeout(r, 100));
     let data: string | undefined;
     do data = await sse.next();
     while (data !== undefined && data !== '[DONE]');
     const old = await expectSettledExactly(requestId);
     expect(old.startedAt).toBeLessThan(effectiveFrom);
     expect(old.priceId).toBe(before.id);
-    // Started after: the new price.
-    while (Date.now() < effectiveFrom + 50) await new Promise((r) => setTimeout(r, 100));
+    // Started after (this line runs past effective_from): the new price.
     const after = await chat({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
     expect(after.status).toBe(200);
     const fresh = await expectSettledExactly(after.headers.get('x-request-id')!);
