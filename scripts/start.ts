@@ -59,6 +59,7 @@ console.log(`
   API key:      ${demo.key}        (organization "demo", $${DEMO_CREDIT_MICROS / 1e6} credit)
   Admin token:  ${token}        (from .dev.vars)
   GPU node:     ${node.url}
+  Dashboard:    ${worker.url}/dashboard        (sign in with the API key or the admin token)
 
   curl ${worker.url}/v1/chat/completions -H "Authorization: Bearer ${demo.key}" \\
     -H "content-type: application/json" \\
