@@ -233,7 +233,10 @@ describe('effective prices under clock skew', () => {
     expect(backdated.status).toBe(400);
     expect(backdated.body.error.param).toBe('effective_from');
 
-    // A request starts first: its first event means the edge has fixed its start time.
+    // A price scheduled an hour ahead exists before the request starts: the lookup must pass over it.
+    const later = await admin<{ id: number }>('/prices', { model: 'k2-tiny', input_cache_miss: 9_000_000, input_cache_hit: 9_000_000, output: 9_000_000, effective_from: Date.now() + 3_600_000 });
+    expect(later.status).toBe(201);
+    // A request starts: its first event means the edge has fixed its start time and its price.
     const res = await chat({ messages: [{ role: 'user', content: 'A story, please.' }], max_tokens: 250, stream: true });
     expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
