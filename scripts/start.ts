@@ -61,6 +61,7 @@ console.log(`
   API key:      ${demo.key}        (organization "demo", $${DEMO_CREDIT_MICROS / 1e6} credit)
   Admin token:  ${token}        (from .dev.vars)
   GPU node:     ${node.url}        (its own OpenAI routes: Bearer ${node.apiKey})
+  Dashboard:    ${worker.url}/dashboard        (sign in with the API key or the admin token)
 
   curl ${worker.url}/v1/chat/completions -H "Authorization: Bearer ${demo.key}" \\
     -H "content-type: application/json" \\

@@ -56,6 +56,15 @@ function chat(body: Record<string, unknown>, signal?: AbortSignal): Promise<Resp
   });
 }
 
+function completions(body: Record<string, unknown>, signal?: AbortSignal): Promise<Response> {
+  return fetch(`${worker.url}/v1/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${tenant.key}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+  });
+}
+
 /** Reads SSE `data:` payloads one at a time. */
 function sseReader(res: Response) {
   const reader = res.body!.getReader();
@@ -137,31 +146,42 @@ describe('GPU node faults', () => {
     expect(event).toMatchObject({ status: 'completed', completionTokens: usage.completion_tokens });
   });
 
-  it('slow client that stalls then hangs up: cancelled, billed only what was written to it, settled exactly', async () => {
-    // More than the node can make during the stall (~100–200 tok/s here), so it is still running at the hang-up.
+  it('client that reads 100 chunks and hangs up: cancelled, billed what it received plus at most the in-flight window, settled exactly', async () => {
+    // Far more than the client reads, so an edge that kept generating after the hang-up, or billed
+    // max_tokens, would bill hundreds of tokens over what the client got.
     const maxTokens = 2000;
+    const readChunks = 100;
+    const body = { model: 'k2-tiny', temperature: 0, prompt: 'Once upon a time', max_tokens: maxTokens };
     const hangUp = new AbortController();
-    const res = await chat({ messages: [{ role: 'user', content: 'Write a long poem.' }], max_tokens: maxTokens, stream: true }, hangUp.signal);
+    const res = await completions({ ...body, stream: true }, hangUp.signal);
+    expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
     const sse = sseReader(res);
-    let content = 0;
-    expect(res.status).toBe(200);
-    while (content < 2) {
+    let received = '';
+    for (let chunks = 0; chunks < readChunks; ) {
       const data = await sse.next();
-      if (data === undefined) throw new Error('stream ended early');
-      if (isContent(data)) content++;
+      if (data === undefined || data === '[DONE]') throw new Error('stream ended before the client hung up');
+      const text = (JSON.parse(data) as { choices: { text: string }[] }).choices[0].text;
+      if (text) chunks++;
+      received += text;
     }
-    // Stall for longer than the node needs to generate everything (~90 tok/s here).
-    await new Promise((r) => setTimeout(r, 2500));
     hangUp.abort();
     const event = await expectSettledExactly(requestId);
     expect(event.status).toBe('cancelled');
-    // The stream is pull-driven (highWaterMark 0), so the worker holds at most one node event; what
-    // it wrote during the stall sits in the loopback socket buffers (hundreds of KiB, more than
-    // k2-tiny's whole answer here), and those tokens count as sent. So on loopback the bill is
-    // bounded by the answer, not provably by backpressure: see the RELIABILITY section of README.md.
-    expect(event.completionTokens).toBeGreaterThanOrEqual(content);
-    expect(event.completionTokens).toBeLessThanOrEqual(maxTokens);
+    // Each text chunk carries at least one token: never billed less than the client got.
+    expect(event.completionTokens).toBeGreaterThanOrEqual(readChunks);
+    // Billed tokens the client did not read are the in-flight window: tokens the worker wrote
+    // between the client's last read and its seeing the hang-up (loopback socket buffers and the
+    // client's own receive buffer hold them). At k2-tiny's ~100–200 tok/s here, a window of
+    // IN_FLIGHT_TOKENS is ≥ 250 ms of generation. Greedy decoding is deterministic, so the same
+    // request cut at (billed − window) tokens must be text the client had already received.
+    const IN_FLIGHT_TOKENS = 48;
+    expect(event.completionTokens).toBeLessThan(maxTokens / 2);
+    const upTo = event.completionTokens - IN_FLIGHT_TOKENS;
+    const replay = await completions({ ...body, max_tokens: Math.max(1, upTo) });
+    const replayed = (await replay.json()) as { choices: { text: string }[]; usage: { completion_tokens: number } };
+    expect(replayed.usage.completion_tokens).toBe(Math.max(1, upTo));
+    expect(received.startsWith(replayed.choices[0].text)).toBe(true);
   });
 });
 
@@ -173,23 +193,31 @@ describe('effective prices under clock skew', () => {
     expect(backdated.status).toBe(400);
     expect(backdated.body.error.param).toBe('effective_from');
 
-    // A new price taking effect in 1.5 s (an operator's clock ahead, or a scheduled change).
-    const effectiveFrom = Date.now() + 1500;
-    const next = await admin<{ id: number }>('/prices', { model: 'k2-tiny', input_cache_miss: 700_000, input_cache_hit: 200_000, output: 3_000_000, effective_from: effectiveFrom });
-    expect(next.status).toBe(201);
-    // Started before, still running when the new price takes effect: billed at the old price.
+    // A price scheduled an hour ahead exists before the request starts: the lookup must pass over it.
+    const later = await admin<{ id: number }>('/prices', { model: 'k2-tiny', input_cache_miss: 9_000_000, input_cache_hit: 9_000_000, output: 9_000_000, effective_from: Date.now() + 3_600_000 });
+    expect(later.status).toBe(201);
+    // A request starts: its first event means the edge has fixed its start time and its price.
     const res = await chat({ messages: [{ role: 'user', content: 'A story, please.' }], max_tokens: 250, stream: true });
     expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
     const sse = sseReader(res);
+    expect(await sse.next()).toBeDefined();
+    // Then a new price is scheduled (an operator's clock ahead, or a planned change). The request
+    // started before this line runs, so it precedes effective_from whatever the machine's load; the
+    // 1.5 s lead is only the margin for this POST to reach the edge, or it is refused as back-dated.
+    const effectiveFrom = Date.now() + 1500;
+    const next = await admin<{ id: number }>('/prices', { model: 'k2-tiny', input_cache_miss: 700_000, input_cache_hit: 200_000, output: 3_000_000, effective_from: effectiveFrom });
+    expect(next.status).toBe(201);
+    // The request stays open (the stream is pull-driven, it waits for this reader) until the new
+    // price is in force, then finishes: started before, still running after, billed at the old price.
+    while (Date.now() < effectiveFrom + 50) await new Promise((r) => setTimeout(r, 100));
     let data: string | undefined;
     do data = await sse.next();
     while (data !== undefined && data !== '[DONE]');
     const old = await expectSettledExactly(requestId);
     expect(old.startedAt).toBeLessThan(effectiveFrom);
     expect(old.priceId).toBe(before.id);
-    // Started after: the new price.
-    while (Date.now() < effectiveFrom + 50) await new Promise((r) => setTimeout(r, 100));
+    // Started after (this line runs past effective_from): the new price.
     const after = await chat({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
     expect(after.status).toBe(200);
     const fresh = await expectSettledExactly(after.headers.get('x-request-id')!);

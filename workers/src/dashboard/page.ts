@@ -15,7 +15,7 @@ export const PAGE = `<!doctype html>
 <link rel="stylesheet" href="/dashboard/assets/app.css">
 <script src="/dashboard/assets/uplot.js" defer></script>
 <script src="/dashboard/assets/latency-charts.js" defer></script>
-<script src="/dashboard/assets/app.js" defer></script>
+<script src="/dashboard/assets/app.js" type="module"></script>
 </head>
 <body>
 <a class="skip" href="#main">Skip to content</a>

@@ -176,7 +176,7 @@ describe('dashboard page', () => {
     const html = await page.text();
     expect(html).toContain('<main id="main">');
     for (const [file, type, marker] of [
-      ['app.js', 'text/javascript', '/dashboard/api'],
+      ['app.js', 'text/javascript', "from './api.js'"],
       ['uplot.js', 'text/javascript', 'uPlot'],
       ['uplot.css', 'text/css', '.uplot'],
       ['app.css', 'text/css', ':root'],
@@ -187,5 +187,20 @@ describe('dashboard page', () => {
       expect(await res.text()).toContain(marker);
     }
     expect((await SELF.fetch(`${BASE}/dashboard/assets/nope.js`)).status).toBe(404);
+  });
+
+  it('serves every module app.js imports, transitively, as JavaScript', async () => {
+    const seen = new Set<string>();
+    const pending = ['app.js'];
+    while (pending.length > 0) {
+      const file = pending.pop()!;
+      if (seen.has(file)) continue;
+      seen.add(file);
+      const res = await SELF.fetch(`${BASE}/dashboard/assets/${file}`);
+      expect(res.status, file).toBe(200);
+      expect(res.headers.get('content-type')).toContain('text/javascript');
+      for (const m of (await res.text()).matchAll(/from '\.\/([\w-]+\.js)'/g)) pending.push(m[1]);
+    }
+    expect([...seen].sort()).toEqual(['api.js', 'app.js', 'charts.js', 'downloads.js', 'format.js', 'keys.js', 'session.js', 'state.js', 'tables.js', 'totals.js']);
   });
 });

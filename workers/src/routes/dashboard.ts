@@ -1,10 +1,10 @@
 /**
- * The usage dashboard: one HTML page, its script and styles, and uPlot, all bundled into
+ * The usage dashboard: one HTML page, its script modules and styles, and uPlot, all bundled into
  * the worker as text modules (wrangler.toml [[rules]]), so `wrangler dev`, deploys and the workerd
  * tests serve the same bytes with no asset pipeline. Its data comes from routes/dashboard-api.ts.
  *
  *   GET    /dashboard                 the page (sign-in form until a session exists)
- *   GET    /dashboard/assets/:file    app.js, latency-charts.js, app.css, uplot.js, uplot.css
+ *   GET    /dashboard/assets/:file    app.js and the view modules it imports, latency-charts.js, app.css, uplot.js, uplot.css
  *   POST   /dashboard/session         { token } → session cookie (an API key or the admin token)
  *   DELETE /dashboard/session         signs out
  */
@@ -13,6 +13,15 @@ import { z } from 'zod';
 import appCss from '../dashboard/assets/app.css';
 import appJs from '../dashboard/assets/app.js';
 import latencyChartsJs from '../dashboard/assets/latency-charts.js';
+import apiJs from '../dashboard/assets/api.js';
+import chartsJs from '../dashboard/assets/charts.js';
+import downloadsJs from '../dashboard/assets/downloads.js';
+import formatJs from '../dashboard/assets/format.js';
+import keysJs from '../dashboard/assets/keys.js';
+import sessionJs from '../dashboard/assets/session.js';
+import stateJs from '../dashboard/assets/state.js';
+import tablesJs from '../dashboard/assets/tables.js';
+import totalsJs from '../dashboard/assets/totals.js';
 import { PAGE } from '../dashboard/page.ts';
 import uplotJs from 'uplot/dist/uPlot.iife.min.js';
 import uplotCss from 'uplot/dist/uPlot.min.css';
@@ -24,6 +33,15 @@ import { validated } from '../schemas/dashboard-api.ts';
 const ASSETS: Record<string, { body: string; type: string }> = {
   'app.js': { body: appJs, type: 'text/javascript; charset=utf-8' },
   'latency-charts.js': { body: latencyChartsJs, type: 'text/javascript; charset=utf-8' },
+  'api.js': { body: apiJs, type: 'text/javascript; charset=utf-8' },
+  'charts.js': { body: chartsJs, type: 'text/javascript; charset=utf-8' },
+  'downloads.js': { body: downloadsJs, type: 'text/javascript; charset=utf-8' },
+  'format.js': { body: formatJs, type: 'text/javascript; charset=utf-8' },
+  'keys.js': { body: keysJs, type: 'text/javascript; charset=utf-8' },
+  'session.js': { body: sessionJs, type: 'text/javascript; charset=utf-8' },
+  'state.js': { body: stateJs, type: 'text/javascript; charset=utf-8' },
+  'tables.js': { body: tablesJs, type: 'text/javascript; charset=utf-8' },
+  'totals.js': { body: totalsJs, type: 'text/javascript; charset=utf-8' },
   'app.css': { body: appCss, type: 'text/css; charset=utf-8' },
   'uplot.js': { body: uplotJs, type: 'text/javascript; charset=utf-8' },
   'uplot.css': { body: uplotCss, type: 'text/css; charset=utf-8' },

@@ -1,0 +1,16 @@
+// The downloads view: the usage CSV for the range shown and the monthly statement.
+import { API, query } from './api.js';
+import { $, state } from './state.js';
+
+export function renderDownloads() {
+  $('usage-csv').href = `${API}/usage.csv?${query()}`;
+  const month = $('statement-month');
+  if (!month.value) month.value = new Date().toISOString().slice(0, 7);
+  const link = $('statement-csv');
+  const needsOrg = state.me.role === 'admin' && !state.org;
+  link.setAttribute('aria-disabled', String(needsOrg));
+  link.title = needsOrg ? 'Choose an organization first' : '';
+  const org = state.org ? `&org=${encodeURIComponent(state.org)}` : '';
+  link.href = needsOrg ? '#' : `${API}/statements/${month.value}?format=csv${org}`;
+}
+$('statement-month').addEventListener('change', renderDownloads);
