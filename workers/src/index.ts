@@ -20,14 +20,11 @@ import { requestId } from './middleware/request-id.ts';
 import { session } from './middleware/session.ts';
 import { trace } from './middleware/trace.ts';
 import { responseCache } from './response-cache/middleware.ts';
-import { admin } from './routes/admin.ts';
-import { backends } from './routes/backends.ts';
+import { adminApi } from './routes/admin-api.ts';
 import { chatCompletions } from './routes/chat-completions.ts';
 import { completions } from './routes/completions.ts';
 import { dashboard } from './routes/dashboard.ts';
-import { limits } from './routes/limits.ts';
 import { models } from './routes/models.ts';
-import { statements } from './routes/statements.ts';
 import { usage } from './routes/dashboard-api.ts';
 import { tokenCount } from './routes/token-count.ts';
 
@@ -53,10 +50,7 @@ app.route('/v1/models', models);
 app.route('/v1/chat/completions', chatCompletions);
 app.route('/v1/completions', completions);
 app.route('/v1/tokenizers/estimate-token-count', tokenCount);
-app.route('/admin', admin);
-app.route('/admin/organizations', statements);
-app.route('/admin', limits);
-app.route('/admin/models', backends);
+app.route('/admin', adminApi);
 app.route('/dashboard/api', usage);
 app.route('/dashboard', dashboard);
 
