@@ -33,6 +33,8 @@ export async function startLocalWorker(opts: {
   nodeUrl: string;
   /** The secret the edge signs node requests with (the node's K2NODE_SECRET). */
   nodeSecret: string;
+  /** More Worker secrets, e.g. a pool's own signing secret NODE_SECRET_<POOL>. */
+  secrets?: Record<string, string>;
   port?: number;
   persistTo?: string;
   /** Overrides of wrangler.toml [vars], e.g. { ROUTING_POLICY: 'random' } for a benchmark baseline. */
@@ -43,6 +45,7 @@ export async function startLocalWorker(opts: {
     bindings: {
       ADMIN_TOKEN: { type: 'secret_text', value: opts.adminToken },
       NODE_SECRET: { type: 'secret_text', value: opts.nodeSecret },
+      ...Object.fromEntries(Object.entries(opts.secrets ?? {}).map(([k, value]) => [k, { type: 'secret_text' as const, value }])),
       GPU_NODE_URLS: { type: 'plain_text', value: opts.nodeUrl },
       ...Object.fromEntries(Object.entries(opts.vars ?? {}).map(([k, value]) => [k, { type: 'plain_text' as const, value }])),
     },

@@ -2,6 +2,9 @@
  * Rolling a node across real processes: a pool of two GPU nodes behind the worker. SIGTERM to the
  * node serving a stream: the stream still runs to its end, the node then exits 0, a request sent
  * after the signal is served by the other node, and the books agree on both requests.
+ *
+ * The pool has its own secret (Worker secret NODE_SECRET_K2_TINY); the default NODE_SECRET is a
+ * value the nodes refuse, so every load poll, generation and cancel here is signed per pool.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,7 +31,13 @@ beforeAll(async () => {
   await ensureTinyModel();
   nodes = await Promise.all([0, 1].map(() => startLocalNode({ extraArgs: ['--kv-blocks', '512', '--drain-timeout', '60'], secret })));
   applyLocalMigrations(persistTo);
-  worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: nodes[0].url, nodeSecret: secret, persistTo });
+  worker = await startLocalWorker({
+    adminToken: ADMIN_TOKEN,
+    nodeUrl: nodes[0].url,
+    nodeSecret: localCredential('not-this-pools'),
+    secrets: { NODE_SECRET_K2_TINY: secret },
+    persistTo,
+  });
   books = new Books(worker.url, ADMIN_TOKEN, ORG);
   for (const n of nodes) expect((await books.admin('/nodes', { pool: 'k2-tiny', url: n.url })).status).toBeLessThan(300);
   tenant = await seedTenant(worker.url, ADMIN_TOKEN, ORG, 50_000_000);

@@ -2,8 +2,10 @@
  * The only code that talks to a GPU node (shared/protocol.ts): opens a generation and yields its
  * NDJSON events, cancels one, polls load, and maps the node's HTTP errors to our API errors.
  *
- * Every request is signed with the Worker secret NODE_SECRET (shared/node-auth.ts), the same value
- * the pool's nodes hold as K2NODE_SECRET; a node answers an unsigned request with 401.
+ * Every request is signed (shared/node-auth.ts) with its pool's secret, the value the pool's nodes
+ * hold as K2NODE_SECRET: the Worker secret NODE_SECRET_<POOL> (pool id upper-cased, every other
+ * character `_`; e.g. NODE_SECRET_KIMI_K2) when set, else NODE_SECRET. A node answers an unsigned
+ * or wrongly signed request with 401.
  */
 import { env } from 'cloudflare:workers';
 import { signNodeRequest } from '../../shared/node-auth.ts';
@@ -19,13 +21,37 @@ import {
 } from '../../shared/protocol.ts';
 import { ApiError, InvalidRequestError, OverloadedError, UpstreamUnavailableError } from './errors.ts';
 
+/** The Worker secret holding `pool`'s signing secret, when the pool has its own. */
+export function poolSecretName(pool: string): string {
+  return `NODE_SECRET_${pool.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/**
+ * The pool each node accepted a generation for, so a later cancel to that node is signed with the
+ * same pool's secret. Bounded by the number of nodes; per isolate, like the cancel that follows.
+ */
+const poolOfNode = new Map<string, string>();
+
+function secretFor(pool: string | undefined): string {
+  const vars = env as unknown as Record<string, unknown>;
+  const own = pool === undefined ? undefined : vars[poolSecretName(pool)];
+  const secret = typeof own === 'string' && own !== '' ? own : vars.NODE_SECRET;
+  if (typeof secret !== 'string' || secret === '') {
+    throw new UpstreamUnavailableError('the edge has no NODE_SECRET to sign GPU node requests with; set it with `wrangler secret put NODE_SECRET`');
+  }
+  return secret;
+}
+
 /**
  * fetch() to a node with the signature headers. The secret is read from the Worker's env on each
  * call (a secret rotation reaches new requests without a redeploy of this code).
  */
-async function nodeFetch(url: string, init: { method: 'GET' | 'POST'; body?: string; headers?: Record<string, string>; signal?: AbortSignal }): Promise<Response> {
-  const secret = (env as Partial<Env>).NODE_SECRET;
-  if (!secret) throw new UpstreamUnavailableError('the edge has no NODE_SECRET to sign GPU node requests with; set it with `wrangler secret put NODE_SECRET`');
+async function nodeFetch(
+  url: string,
+  pool: string | undefined,
+  init: { method: 'GET' | 'POST'; body?: string; headers?: Record<string, string>; signal?: AbortSignal },
+): Promise<Response> {
+  const secret = secretFor(pool);
   const path = new URL(url).pathname;
   const signature = await signNodeRequest({ method: init.method, path, body: init.body ?? '', secret });
   // The request's W3C trace, so the node's log line for it carries the same trace id.
@@ -34,9 +60,9 @@ async function nodeFetch(url: string, init: { method: 'GET' | 'POST'; body?: str
   return fetch(url, { ...init, headers: { ...init.headers, ...signature, ...trace, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) } });
 }
 
-/** The node's `GET /v1/load`, signed; undefined when it is not ready (503) or otherwise refuses. */
-export async function fetchNodeLoad(nodeUrl: string, signal: AbortSignal): Promise<NodeLoad | undefined> {
-  const res = await nodeFetch(`${nodeUrl}/v1/load`, { method: 'GET', signal });
+/** The node's `GET /v1/load`, signed for `pool`; undefined when it is not ready (503) or otherwise refuses. */
+export async function fetchNodeLoad(nodeUrl: string, pool: string | undefined, signal: AbortSignal): Promise<NodeLoad | undefined> {
+  const res = await nodeFetch(`${nodeUrl}/v1/load`, pool, { method: 'GET', signal });
   if (!res.ok) {
     // 503 while the model loads, 401 when our secret is not the node's: not routable. Drain so the connection can be reused.
     if (res.status === 401) console.warn(`load poll of ${nodeUrl}: node refused our signature (NODE_SECRET differs from its K2NODE_SECRET?)`);
@@ -61,15 +87,15 @@ export interface NodeGeneration {
  * POSTs the request to the first node in `urls` that accepts it. A node that is unreachable, full
  * (429) or not ready (503) is skipped; a node that rejects the request itself (400/413) is final,
  * since another node would reject it too. `signal` aborts connecting (client went away); an open
- * stream is ended with close().
+ * stream is ended with close(). Requests are signed with `pool`'s secret.
  */
-export async function openGeneration(urls: string[], req: GenerateRequest, signal: AbortSignal): Promise<NodeGeneration> {
+export async function openGeneration(urls: string[], req: GenerateRequest, signal: AbortSignal, pool?: string): Promise<NodeGeneration> {
   if (urls.length === 0) throw new UpstreamUnavailableError('no GPU node is registered for this model');
   let lastError: ApiError = new UpstreamUnavailableError('no node answered');
   for (const nodeUrl of urls) {
     let res: Response;
     try {
-      res = await nodeFetch(`${nodeUrl}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req), signal });
+      res = await nodeFetch(`${nodeUrl}/v1/generate`, pool, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req), signal });
     } catch (err) {
       if (signal.aborted || err instanceof ApiError) throw err;
       lastError = new UpstreamUnavailableError(`${nodeUrl} unreachable`);
@@ -78,6 +104,7 @@ export async function openGeneration(urls: string[], req: GenerateRequest, signa
     if (res.ok && res.body) {
       const context = requestContext.getStore();
       if (context) context.nodeUrl = nodeUrl;
+      if (pool !== undefined) poolOfNode.set(nodeUrl, pool);
       const events = new NodeEventReader(res.body);
       return { nodeUrl, events, close: () => events.close() };
     }
@@ -90,7 +117,7 @@ export async function openGeneration(urls: string[], req: GenerateRequest, signa
 /** Best effort: the node stops generating for `requestId` and finishes it with "cancelled". */
 export async function cancelGeneration(nodeUrl: string, requestId: string): Promise<void> {
   const body: CancelRequest = { version: PROTOCOL_VERSION, request_id: requestId };
-  const res = await nodeFetch(`${nodeUrl}/v1/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await nodeFetch(`${nodeUrl}/v1/cancel`, poolOfNode.get(nodeUrl), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   // Drain so workerd can reuse the connection.
   await res.arrayBuffer();
 }

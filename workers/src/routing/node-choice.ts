@@ -34,7 +34,7 @@ export function routingMode(env: Env): RoutingMode {
 
 export async function routeGeneration(env: Env, q: RouteQuery): Promise<Route> {
   const mode = routingMode(env);
-  const nodes = await nodeStates(q.nodeUrls);
+  const nodes = await nodeStates(q.nodeUrls, q.pool);
   const { hashes, shard } = prefixShard(env, q, nodes);
   // The random baseline neither reads nor needs the map, but still records, so switching back is warm.
   const matches = shard && mode === 'prefix' ? await shard.match(hashes) : [];
@@ -58,7 +58,7 @@ function prefixShard(env: Env, q: RouteQuery, nodes: readonly NodeState[]): Pick
  * no match can change where a one-node pool sends a request. The load poll, cached, gives the block size.
  */
 export async function rememberOnlyNode(env: Env, q: RouteQuery, nodeUrl: string): Promise<void> {
-  const { hashes, shard } = prefixShard(env, q, await nodeStates(q.nodeUrls));
+  const { hashes, shard } = prefixShard(env, q, await nodeStates(q.nodeUrls, q.pool));
   if (shard) await shard.record(hashes, nodeUrl);
 }
 

@@ -19,13 +19,13 @@ export interface NodeState {
 
 const polled = new Map<string, { state: NodeState; at: number }>();
 
-/** The current state of each node, in the order given; polls only the ones whose entry expired. */
-export async function nodeStates(urls: readonly string[], now = Date.now()): Promise<NodeState[]> {
+/** The current state of each node of `pool`, in the order given; polls only the ones whose entry expired. */
+export async function nodeStates(urls: readonly string[], pool: string, now = Date.now()): Promise<NodeState[]> {
   return Promise.all(
     urls.map(async (url) => {
       const hit = polled.get(url);
       if (hit && now - hit.at < LOAD_TTL_MS) return hit.state;
-      const state: NodeState = { url, load: await pollLoad(url) };
+      const state: NodeState = { url, load: await pollLoad(url, pool) };
       polled.set(url, { state, at: Date.now() });
       return state;
     }),
@@ -37,9 +37,9 @@ export function forgetNodeState(url: string): void {
   polled.delete(url);
 }
 
-async function pollLoad(url: string): Promise<NodeLoad | undefined> {
+async function pollLoad(url: string, pool: string): Promise<NodeLoad | undefined> {
   try {
-    return await fetchNodeLoad(url, AbortSignal.timeout(LOAD_TIMEOUT_MS));
+    return await fetchNodeLoad(url, pool, AbortSignal.timeout(LOAD_TIMEOUT_MS));
   } catch (err) {
     console.warn(`load poll of ${url} failed: ${String(err)}`);
     return undefined;

@@ -28,7 +28,7 @@ export async function openRoutedGeneration(env: Env, o: RoutedOpen): Promise<Nod
   if (o.nodeUrls.length === 1) return openOnlyNode(env, query, o);
   const route = await routeGeneration(env, query);
   try {
-    const node = await openGeneration(route.order, o.req, o.signal);
+    const node = await openGeneration(route.order, o.req, o.signal, o.pool);
     for (const skipped of route.order.slice(0, route.order.indexOf(node.nodeUrl))) forgetNodeState(skipped);
     o.waitUntil(remember(route, node.nodeUrl));
     return node;
@@ -46,7 +46,7 @@ export async function openRoutedGeneration(env: Env, o: RoutedOpen): Promise<Nod
 async function openOnlyNode(env: Env, query: RouteQuery, o: RoutedOpen): Promise<NodeGeneration> {
   let node: NodeGeneration;
   try {
-    node = await openGeneration([...o.nodeUrls], o.req, o.signal);
+    node = await openGeneration([...o.nodeUrls], o.req, o.signal, o.pool);
   } catch (err) {
     forgetNodeState(o.nodeUrls[0]);
     throw err;
