@@ -3,7 +3,7 @@
  * reservation records. Every movement is a row with a unique id; a balance is a sum over rows.
  * The org's Durable Object (org-account.ts) is a mirror of that sum that reconcile.ts checks.
  */
-import { and, eq, inArray, ne, sql } from 'drizzle-orm';
+import { and, eq, ne, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/d1';
 import { creditLedger, creditReservations, usageEvents } from '../../../shared/schema.ts';
 
@@ -105,13 +105,6 @@ export async function recordUsageBatch(d1: D1Database | Db, events: NewUsageEven
 /** One row: true when this call wrote it. */
 export async function recordUsage(d1: D1Database | Db, event: NewUsageEvent): Promise<boolean> {
   return (await recordUsageBatch(d1, [event])).has(event.requestId);
-}
-
-/** The request ids of `ids` that already have a usage row. */
-export async function recordedRequestIds(d1: D1Database | Db, ids: string[]): Promise<Set<string>> {
-  if (ids.length === 0) return new Set();
-  const rows = await db(d1).select({ requestId: usageEvents.requestId }).from(usageEvents).where(inArray(usageEvents.requestId, ids));
-  return new Set(rows.map((r) => r.requestId));
 }
 
 export interface ReservationRecord {
