@@ -137,9 +137,12 @@ export const creditLedger = sqliteTable(
     id: integer('id').primaryKey({ autoIncrement: true }),
     orgId: text('org_id').notNull().references(() => organizations.id),
     amountMicros: integer('amount_micros').notNull(),
-    /** "grant" | "usage" */
+    /** "grant" | "usage" | "refund" (a Stripe refund taking back credit it paid for) */
     kind: text('kind').notNull(),
-    /** Set for usage debits; unique so a request is debited at most once. NULL for grants. */
+    /**
+     * Unique entry id: the request id of a usage debit, "grant:<Idempotency-Key>" of an admin grant,
+     * "stripe:<event id>" of a Stripe top-up or refund; NULL for a grant without one.
+     */
     requestId: text('request_id'),
     note: text('note').notNull().default(''),
     createdAt: integer('created_at').notNull().default(sql`(unixepoch() * 1000)`),
@@ -251,4 +254,41 @@ export const idempotencyKeys = sqliteTable(
     createdAt: integer('created_at').notNull(),
   },
   (t) => [uniqueIndex('idempotency_keys_uq').on(t.scope, t.key), index('idempotency_keys_created_idx').on(t.createdAt)],
+);
+
+// ── paid top-ups ──────────────────────────────────────────────────────────────────────────────
+
+/**
+ * One row per paid Stripe Checkout Session: the receipt of a top-up. Written by the webhook of the
+ * event that paid it (the one event whose ledger grant row is "stripe:<event_id>"); refunds of its
+ * charge update `refunded_cents` and `refund_debited_micros`, each refund being its own ledger row.
+ */
+export const topups = sqliteTable(
+  'topups',
+  {
+    /** The Checkout Session id ("cs_..."): one receipt per session, whatever events repeat. */
+    id: text('id').primaryKey(),
+    orgId: text('org_id')
+      .notNull()
+      .references(() => organizations.id),
+    /** The Stripe event that granted the credit ("evt_..."). */
+    eventId: text('event_id').notNull(),
+    /** The PaymentIntent ("pi_..."): how a charge.refunded event finds its top-up. */
+    paymentIntentId: text('payment_intent_id'),
+    /** What Stripe collected, in the currency's minor unit (USD cents). */
+    amountCents: integer('amount_cents').notNull(),
+    currency: text('currency').notNull(),
+    /** Credit granted: amount_cents × 10 000. */
+    amountMicros: integer('amount_micros').notNull(),
+    /** The ledger grant row; NULL until the grant is written. */
+    ledgerId: integer('ledger_id'),
+    customerEmail: text('customer_email'),
+    /** Stripe's cumulative amount_refunded of the charge, cents. */
+    refundedCents: integer('refunded_cents').notNull().default(0),
+    /** What the refunds took from the balance (never more than was left in it). */
+    refundDebitedMicros: integer('refund_debited_micros').notNull().default(0),
+    /** When Stripe created the event that paid it. */
+    paidAt: integer('paid_at').notNull(),
+  },
+  (t) => [uniqueIndex('topups_event_uq').on(t.eventId), index('topups_org_idx').on(t.orgId, t.paidAt), index('topups_payment_intent_idx').on(t.paymentIntentId)],
 );

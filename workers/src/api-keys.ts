@@ -7,8 +7,11 @@
 export const KEY_PREFIX = 'sk-';
 export const PREFIX_LENGTH = KEY_PREFIX.length + 8;
 
-/** Scopes a key can hold. `keys:write`: create and revoke its org's keys (the dashboard). */
-export const SCOPES = ['models:read', 'chat', 'completions', 'keys:write'] as const;
+/**
+ * Scopes a key can hold. `keys:write`: create and revoke its org's keys (the dashboard).
+ * `billing`: pay for credit (Stripe Checkout top-ups).
+ */
+export const SCOPES = ['models:read', 'chat', 'completions', 'keys:write', 'billing'] as const;
 export type Scope = (typeof SCOPES)[number];
 /** A key created without a list gets these: everything but managing other keys. */
 export const DEFAULT_SCOPES: readonly Scope[] = ['models:read', 'chat', 'completions'];

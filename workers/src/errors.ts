@@ -87,6 +87,40 @@ export class InsufficientCreditError extends ApiError {
   }
 }
 
+/** A Stripe route on a deployment without its Stripe secret (`wrangler secret put <name>`). */
+export class StripeNotConfiguredError extends ApiError {
+  constructor(secret: 'STRIPE_SECRET_KEY' | 'STRIPE_WEBHOOK_SECRET') {
+    super(501, `Paid top-ups are not enabled on this deployment: the Worker secret ${secret} is not set. Ask the operator to add credit instead.`, {
+      type: 'server_error',
+      code: 'stripe_not_configured',
+    });
+    this.name = 'StripeNotConfiguredError';
+  }
+}
+
+/** A webhook whose Stripe-Signature does not verify against the webhook secret (or is missing). */
+export class StripeSignatureError extends ApiError {
+  constructor(detail: string) {
+    super(400, `Stripe signature verification failed: ${detail}`, {
+      type: 'invalid_request_error',
+      param: 'Stripe-Signature',
+      code: 'invalid_signature',
+    });
+    this.name = 'StripeSignatureError';
+  }
+}
+
+/** Stripe's API refused or failed a call the edge made (creating a Checkout Session). */
+export class PaymentProviderError extends ApiError {
+  constructor(detail: string) {
+    super(502, `Stripe could not create the checkout session (${detail}). Retry shortly.`, {
+      type: 'server_error',
+      code: 'payment_provider_error',
+    });
+    this.name = 'PaymentProviderError';
+  }
+}
+
 export class ModelNotFoundError extends ApiError {
   constructor(model: string) {
     super(404, `The model '${model}' does not exist. GET /v1/models lists the available ones.`, {

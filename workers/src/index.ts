@@ -21,11 +21,14 @@ import { session } from './middleware/session.ts';
 import { trace } from './middleware/trace.ts';
 import { responseCache } from './response-cache/middleware.ts';
 import { adminApi } from './routes/admin-api.ts';
+import { billingCheckout } from './routes/billing-checkout.ts';
 import { chatCompletions } from './routes/chat-completions.ts';
 import { completions } from './routes/completions.ts';
 import { dashboard } from './routes/dashboard.ts';
+import { dashboardBilling } from './routes/dashboard-billing.ts';
 import { models } from './routes/models.ts';
 import { usage } from './routes/dashboard-api.ts';
+import { stripeWebhook } from './routes/stripe-webhook.ts';
 import { tokenCount } from './routes/token-count.ts';
 
 const app = new Hono<AppEnv>();
@@ -50,8 +53,12 @@ app.route('/v1/models', models);
 app.route('/v1/chat/completions', chatCompletions);
 app.route('/v1/completions', completions);
 app.route('/v1/tokenizers/estimate-token-count', tokenCount);
+app.route('/v1/billing/checkout', billingCheckout);
+// Authenticated by Stripe's signature over the body, not by an API key.
+app.route('/webhooks/stripe', stripeWebhook);
 app.route('/admin', adminApi);
 app.route('/dashboard/api', usage);
+app.route('/dashboard/api', dashboardBilling);
 app.route('/dashboard', dashboard);
 
 app.notFound((c) => {

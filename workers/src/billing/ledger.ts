@@ -5,7 +5,7 @@
  */
 import { and, eq, ne, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/d1';
-import { creditLedger, creditReservations, usageEvents } from '../../../shared/schema.ts';
+import { creditLedger, creditReservations, topups, usageEvents } from '../../../shared/schema.ts';
 
 export type UsageEventRow = typeof usageEvents.$inferSelect;
 export type NewUsageEvent = typeof usageEvents.$inferInsert;
@@ -59,6 +59,50 @@ export async function grantCredit(d1: D1Database | Db, orgId: string, amountMicr
   if (row) return row.id;
   const [first] = await d.select({ id: creditLedger.id }).from(creditLedger).where(eq(creditLedger.requestId, entryId!));
   return first.id;
+}
+
+export interface RefundEntry {
+  orgId: string;
+  /** The top-up whose charge was refunded (its Checkout Session id). */
+  topupId: string;
+  /** "stripe:<event id>": unique, so a redelivered event writes nothing. */
+  entryId: string;
+  /** What the org's object took from the balance (OrgAccount.refund); the row is −chargedMicros. */
+  chargedMicros: number;
+  /** The object's total taken back for this payment so far, this refund included. */
+  debitedTotalMicros: number;
+  /** Stripe's refunded total of the charge after this event, cents. */
+  refundedCents: number;
+  note: string;
+  at: number;
+}
+
+/**
+ * A refund's ledger debit and the top-up's refunded totals, in one D1 batch (one transaction). The
+ * debit is unique on its entry id; the totals only ever grow to what the event reports, so a replay
+ * changes nothing. A zero charge (nothing left to take, or a stale total) writes no ledger row but
+ * still records the refunded total on the receipt.
+ */
+export async function recordRefund(d1: D1Database | Db, r: RefundEntry): Promise<void> {
+  const d = db(d1);
+  const totals = d
+    .update(topups)
+    .set({
+      refundedCents: sql`max(${topups.refundedCents}, ${r.refundedCents})`,
+      refundDebitedMicros: sql`max(${topups.refundDebitedMicros}, ${r.debitedTotalMicros})`,
+    })
+    .where(eq(topups.id, r.topupId));
+  if (r.chargedMicros === 0) {
+    await totals;
+    return;
+  }
+  await d.batch([
+    d
+      .insert(creditLedger)
+      .values({ orgId: r.orgId, amountMicros: -r.chargedMicros, kind: 'refund', requestId: r.entryId, note: r.note, createdAt: r.at })
+      .onConflictDoNothing(),
+    totals,
+  ]);
 }
 
 export async function ledgerEntryForRequest(d1: D1Database | Db, requestId: string) {

@@ -24,6 +24,7 @@ import type { Admission, WindowState } from './limits/lease-window.ts';
 import { WINDOW_MS } from './limits/lease-window.ts';
 import type { Limits } from './limits/plans.ts';
 import { LeaseWindows } from './limits/lease-table.ts';
+import { RefundBook, type RefundDecision } from './refund-book.ts';
 
 /** A reservation still open after this long belongs to a request that crashed or hung: release it. */
 export const DEFAULT_RESERVATION_TTL_MS = 15 * 60_000;
@@ -103,6 +104,22 @@ export interface Settlement {
   account: AccountState;
 }
 
+export interface RefundInput {
+  orgId: string;
+  /** The ledger entry the debit will be written under ("stripe:<event id>"): one decision per entry. */
+  entryId: string;
+  /** The refunded payment (its PaymentIntent id). */
+  paymentId: string;
+  /** The payment's refunded total so far, in micro-dollars (Stripe's amount_refunded × 10 000). */
+  refundedMicros: number;
+}
+
+export interface RefundDebit extends RefundDecision {
+  /** 'debited': this call decided. 'duplicate': an earlier call did; nothing changed. */
+  status: 'debited' | 'duplicate';
+  account: AccountState;
+}
+
 /** The object's side of a reconciliation: its balance and what it has not finished yet. */
 export interface MirrorState extends AccountState {
   /** Ledger rows up to this id were summed when the mirror was built. */
@@ -126,6 +143,7 @@ export class OrgAccount extends DurableObject<Env> {
   #account: Account | null = null;
   readonly #reservations = new Map<string, Reservation>();
   #windows!: LeaseWindows;
+  #refunds!: RefundBook;
   #alarmAt: number | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -164,6 +182,7 @@ export class OrgAccount extends DurableObject<Env> {
         });
       }
       this.#windows = new LeaseWindows(sql, 'window_leases');
+      this.#refunds = new RefundBook(sql);
       this.#alarmAt = await ctx.storage.getAlarm();
     });
   }
@@ -286,6 +305,22 @@ export class OrgAccount extends DurableObject<Env> {
     sql.exec('INSERT INTO grants (ledger_id, amount_micros) VALUES (?, ?)', ledgerId, amountMicros);
     this.#setBalance(Math.max(0, account.balanceMicros + amountMicros));
     return this.#state();
+  }
+
+  /**
+   * Takes a refund back from the balance (refund-book.ts decides how much): the ledger writes the
+   * returned `chargedMicros` under the same entry id afterwards. Idempotent per entry id.
+   */
+  async refund(input: RefundInput): Promise<RefundDebit> {
+    if (!Number.isSafeInteger(input.refundedMicros) || input.refundedMicros < 0) {
+      throw new RangeError(`refundedMicros must be a non-negative safe integer, got ${input.refundedMicros}`);
+    }
+    const account = await this.#ready(input.orgId);
+    const previous = this.#refunds.decided(input.entryId);
+    if (previous) return { ...previous, status: 'duplicate', account: this.#state() };
+    const decision = this.#refunds.decide(input.entryId, input.paymentId, input.refundedMicros, account.balanceMicros, Date.now());
+    this.#setBalance(account.balanceMicros - decision.chargedMicros);
+    return { ...decision, status: 'debited', account: this.#state() };
   }
 
   async account(orgId: string): Promise<AccountState> {

@@ -1,13 +1,14 @@
 /**
  * Monthly statement of an organisation: usage by model and by key (cached vs uncached input,
- * output, cost) and the month's credit movements, as JSON and as CSV.
+ * output, cost) and the month's credit movements, as JSON and as CSV (and as a printable page,
+ * documents/statement-page.ts).
  *
  * Built only by summing the (model, key) lines D1 returns, so every subtotal and the total add
  * up exactly to the usage_events rows. Costs are per-request costs summed: per-class costs are
  * not shown, because a request's cost is rounded once over its classes (shared/pricing.ts) and
  * splitting it would not reconcile.
  */
-import { ledgerTotals, usageLines, type LedgerTotals, type UsageLine, type UsageTotals } from '../db/statements.ts';
+import { creditEntries, ledgerTotals, usageLines, type CreditEntry, type LedgerTotals, type UsageLine, type UsageTotals } from '../db/statements.ts';
 
 export interface Period {
   /** "YYYY-MM" */
@@ -48,24 +49,29 @@ export interface Statement {
   by_model: (StatementTotals & { model_id: string })[];
   by_key: (StatementTotals & { key_id: string })[];
   lines: (StatementTotals & { model_id: string; key_id: string })[];
+  /** closing = opening + granted − refunded − usage, each a sum of the month's ledger rows. */
   credits: {
     opening_balance_micros: number;
     granted_micros: number;
+    refunded_micros: number;
     usage_micros: number;
     closing_balance_micros: number;
+    /** The month's grants and refunds, oldest first (usage debits are the usage lines). */
+    entries: { ledger_id: number; kind: 'grant' | 'refund'; amount_micros: number; note: string; created_at: number; receipt_id: string | null }[];
   };
 }
 
 /** Reads the month's usage lines and ledger totals from D1 and builds the statement. */
 export async function loadStatement(db: D1Database, orgId: string, period: Period): Promise<Statement> {
-  const [lines, ledger] = await Promise.all([
+  const [lines, ledger, entries] = await Promise.all([
     usageLines(db, orgId, period.start, period.end),
     ledgerTotals(db, orgId, period.start, period.end),
+    creditEntries(db, orgId, period.start, period.end),
   ]);
-  return buildStatement(orgId, period, lines, ledger);
+  return buildStatement(orgId, period, lines, ledger, entries);
 }
 
-export function buildStatement(orgId: string, period: Period, lines: UsageLine[], ledger: LedgerTotals): Statement {
+export function buildStatement(orgId: string, period: Period, lines: UsageLine[], ledger: LedgerTotals, entries: CreditEntry[] = []): Statement {
   return {
     object: 'statement',
     org_id: orgId,
@@ -80,8 +86,17 @@ export function buildStatement(orgId: string, period: Period, lines: UsageLine[]
     credits: {
       opening_balance_micros: ledger.openingMicros,
       granted_micros: ledger.grantedMicros,
+      refunded_micros: ledger.refundedMicros,
       usage_micros: ledger.usageMicros,
       closing_balance_micros: ledger.closingMicros,
+      entries: entries.map((e) => ({
+        ledger_id: e.ledgerId,
+        kind: e.kind,
+        amount_micros: e.amountMicros,
+        note: e.note,
+        created_at: e.createdAt,
+        receipt_id: e.topupId,
+      })),
     },
   };
 }
@@ -119,6 +134,7 @@ export function statementCsv(s: Statement): string {
   const credit = (section: string, micros: number) => [section, '', '', '', '', '', '', '', String(micros), usd(micros)];
   rows.push(credit('opening_balance', s.credits.opening_balance_micros));
   rows.push(credit('credits_granted', s.credits.granted_micros));
+  rows.push(credit('credits_refunded', s.credits.refunded_micros));
   rows.push(credit('usage_debited', s.credits.usage_micros));
   rows.push(credit('closing_balance', s.credits.closing_balance_micros));
   return rows.map((r) => r.map(csvField).join(',')).join('\r\n') + '\r\n';

@@ -38,6 +38,12 @@ export async function organizationExists(db: Db, id: string): Promise<boolean> {
   return rows.length > 0;
 }
 
+/** The organization's display name, or null when there is no such organization. */
+export async function organizationName(db: Db, id: string): Promise<string | null> {
+  const rows = await db.select({ name: organizations.name }).from(organizations).where(eq(organizations.id, id)).limit(1);
+  return rows[0]?.name ?? null;
+}
+
 export async function insertApiKey(db: Db, row: typeof apiKeys.$inferInsert): Promise<void> {
   // A key minted under an Idempotency-Key is derived from it: its retry finds the row already there.
   await db.insert(apiKeys).values(row).onConflictDoNothing();

@@ -7,7 +7,7 @@
  */
 import { and, asc, eq, gte, lt, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/d1';
-import { creditLedger, usageEvents } from '../../../shared/schema.ts';
+import { creditLedger, topups, usageEvents } from '../../../shared/schema.ts';
 
 export interface UsageTotals {
   requests: number;
@@ -27,6 +27,8 @@ export interface LedgerTotals {
   /** Ledger sum of everything before the period. */
   openingMicros: number;
   grantedMicros: number;
+  /** Refund debits (Stripe refunds taking credit back) in the period, as a positive number. */
+  refundedMicros: number;
   /** Usage debits in the period, as a positive number. */
   usageMicros: number;
   /** Ledger sum of everything before the period's end. */
@@ -68,6 +70,7 @@ export async function ledgerTotals(db: D1Database, orgId: string, from: number, 
     .select({
       openingMicros: sql<number>`coalesce(sum(case when ${creditLedger.createdAt} < ${from} then ${creditLedger.amountMicros} end), 0)`,
       grantedMicros: sql<number>`coalesce(sum(case when ${inPeriod} and ${creditLedger.kind} = 'grant' then ${creditLedger.amountMicros} end), 0)`,
+      refundedMicros: sql<number>`coalesce(-sum(case when ${inPeriod} and ${creditLedger.kind} = 'refund' then ${creditLedger.amountMicros} end), 0)`,
       usageMicros: sql<number>`coalesce(-sum(case when ${inPeriod} and ${creditLedger.kind} = 'usage' then ${creditLedger.amountMicros} end), 0)`,
       closingMicros: sql<number>`coalesce(sum(case when ${creditLedger.createdAt} < ${to} then ${creditLedger.amountMicros} end), 0)`,
     })
@@ -76,7 +79,45 @@ export async function ledgerTotals(db: D1Database, orgId: string, from: number, 
   return {
     openingMicros: Number(row.openingMicros),
     grantedMicros: Number(row.grantedMicros),
+    refundedMicros: Number(row.refundedMicros),
     usageMicros: Number(row.usageMicros),
     closingMicros: Number(row.closingMicros),
   };
+}
+
+/** A ledger row that is not usage: a grant (admin or Stripe top-up) or a refund debit. */
+export interface CreditEntry {
+  ledgerId: number;
+  kind: 'grant' | 'refund';
+  /** Signed, as in the ledger: grants positive, refunds negative. */
+  amountMicros: number;
+  note: string;
+  createdAt: number;
+  /** The Stripe top-up a grant paid for (its receipt id), or null. */
+  topupId: string | null;
+}
+
+/** The period's grants and refunds, oldest first, each with the receipt of the top-up it came from. */
+export async function creditEntries(db: D1Database, orgId: string, from: number, to: number): Promise<CreditEntry[]> {
+  const rows = await drizzle(db)
+    .select({
+      ledgerId: creditLedger.id,
+      kind: creditLedger.kind,
+      amountMicros: creditLedger.amountMicros,
+      note: creditLedger.note,
+      createdAt: creditLedger.createdAt,
+      topupId: topups.id,
+    })
+    .from(creditLedger)
+    .leftJoin(topups, eq(topups.ledgerId, creditLedger.id))
+    .where(
+      and(
+        eq(creditLedger.orgId, orgId),
+        sql`${creditLedger.kind} in ('grant', 'refund')`,
+        gte(creditLedger.createdAt, from),
+        lt(creditLedger.createdAt, to),
+      ),
+    )
+    .orderBy(asc(creditLedger.createdAt), asc(creditLedger.id));
+  return rows.map((r) => ({ ...r, kind: r.kind as CreditEntry['kind'], amountMicros: Number(r.amountMicros) }));
 }

@@ -6,9 +6,9 @@
 import { Hono } from 'hono';
 import { DEFAULT_SCOPES, deriveKey, generateKey } from '../api-keys.ts';
 import { idempotent } from '../billing/idempotency.ts';
-import { creditBalance, grantCredit, ledgerEntryForRequest, usageEventsForRequest } from '../billing/ledger.ts';
+import { grantToOrg } from '../billing/grants.ts';
+import { creditBalance, ledgerEntryForRequest, usageEventsForRequest } from '../billing/ledger.ts';
 import { reconcile } from '../billing/reconcile.ts';
-import { orgAccount } from '../billing/request-billing.ts';
 import {
   createOrganization,
   database,
@@ -70,13 +70,11 @@ export const admin = new Hono<AppEnv>()
     const { org_id, amount_micros, note } = c.req.valid('json');
     const db = database(c.env.DB);
     if (!(await organizationExists(db, org_id))) throw new NotFoundError(`organization '${org_id}'`);
-    // Under an Idempotency-Key the ledger row is unique on it: a retry finds the first row.
+    // Under an Idempotency-Key the ledger row is unique on it: a retry finds the first row. If the
+    // object's half fails the answer is a 500 and a retry with the same key completes the grant.
     const idem = c.var.idempotencyKey;
-    const ledgerId = await grantCredit(db, org_id, amount_micros, note ?? '', idem ? `grant:${idem}` : undefined);
-    // The org's object mirrors the ledger for reservations: it applies this row once, by id. If
-    // this call fails the answer is a 500 and a retry with the same key completes the grant.
-    await orgAccount(c.env, org_id).grant(org_id, ledgerId, amount_micros);
-    return c.json({ org_id, ledger_id: ledgerId, balance_micros: await creditBalance(db, org_id) }, 201);
+    const grant = await grantToOrg(c.env, org_id, amount_micros, note ?? '', idem ? `grant:${idem}` : undefined);
+    return c.json({ org_id, ledger_id: grant.ledgerId, balance_micros: grant.balanceMicros }, 201);
   })
 
   .get('/organizations/:id/balance', async (c) => {

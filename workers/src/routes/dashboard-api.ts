@@ -11,7 +11,7 @@
  *   GET  /requests?limit&cursor       recent requests, newest first, keyset-paged
  *   GET  /account?org                 balance, open reservations, rate-limit usage
  *   GET  /usage.csv?from&to&org       daily usage lines as CSV
- *   GET  /statements/:month?format=   monthly statement (CSV by default, or JSON)
+ *   GET  /statements/:month?format=   monthly statement (CSV by default, JSON, or a printable HTML page)
  *   GET  /keys  POST /keys  POST /keys/:id/revoke   keys of the org (writes need keys:write)
  *
  * A key sees only its own org: `org` may be left out or must be its org (else 403). The admin
@@ -21,6 +21,9 @@
 import { Hono, type Context } from 'hono';
 import { loadStatement, parseMonth, statementCsv, totalsWire } from '../billing/statement.ts';
 import { accountView } from '../dashboard/account-view.ts';
+import { DOCUMENT_HEADERS } from '../documents/page-shell.ts';
+import { receiptHref } from '../documents/receipt.ts';
+import { renderStatementPage } from '../documents/statement-page.ts';
 import { createKey, revokeKey } from '../dashboard/keys.ts';
 import { usageCsv } from '../dashboard/usage-csv.ts';
 import { listKeys, listOrganizations, type KeyListing } from '../db/dashboard-keys.ts';
@@ -48,7 +51,7 @@ function orgScope(c: Context<AppEnv>, requested: string | undefined): string | n
 }
 
 /** As orgScope, for endpoints about one org's money or keys: the admin must name the org. */
-async function oneOrg(c: Context<AppEnv>, requested: string | undefined, param = 'org'): Promise<string> {
+export async function oneOrg(c: Context<AppEnv>, requested: string | undefined, param = 'org'): Promise<string> {
   const orgId = orgScope(c, requested);
   if (orgId === null) throw new InvalidRequestError(`${param} is required: name the organization`, param);
   if (!(await organizationExists(database(c.env.DB), orgId))) throw new NotFoundError(`organization '${orgId}'`);
@@ -162,6 +165,7 @@ export const usage = new Hono<AppEnv>()
     const orgId = await oneOrg(c, org);
     const statement = await loadStatement(c.env.DB, orgId, period);
     if (format === 'json') return c.json(statement);
+    if (format === 'html') return c.html(await renderStatementPage(c.env.DB, statement, receiptHref(orgId)), 200, DOCUMENT_HEADERS);
     return c.body(statementCsv(statement), 200, {
       'content-type': 'text/csv; charset=utf-8',
       'content-disposition': `attachment; filename="statement-${orgId}-${month}.csv"`,

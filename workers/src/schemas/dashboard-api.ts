@@ -53,7 +53,7 @@ export const requests = z.object({
 
 export const orgOnly = z.object({ org });
 
-export const statement = z.object({ org, format: z.enum(['csv', 'json']).default('csv') });
+export const statement = z.object({ org, format: z.enum(['csv', 'json', 'html']).default('csv') });
 
 export const createKey = z.object({
   name: z.string().max(200).optional(),
