@@ -5,10 +5,11 @@
 import type { TestProject } from 'vitest/node';
 import type {} from './provided-context.d.ts';
 import { startCrashedNode } from '../../test/support/crashed-node.ts';
+import { startFakeStripe } from '../../test/support/fake-stripe.ts';
 import { startFakeUpstream } from '../../test/support/fake-upstream.ts';
 import { startTestNode, WORKERS_TEST_NODE_API_KEY, WORKERS_TEST_NODE_SECRET } from '../../test/support/test-node.ts';
 
-// ProvidedContext (nodeUrl, crashedNodeUrl, fakeUpstreamUrl) is declared in provided-context.d.ts, which both sides see.
+// ProvidedContext (nodeUrl, crashedNodeUrl, fakeUpstreamUrl, fakeStripeUrl) is declared in provided-context.d.ts, which both sides see.
 
 export default async function setup(project: TestProject) {
   const node = await startTestNode({ secret: WORKERS_TEST_NODE_SECRET, apiKey: WORKERS_TEST_NODE_API_KEY });
@@ -19,7 +20,10 @@ export default async function setup(project: TestProject) {
   // A scriptable OpenAI-compatible engine for the upstream failure tests (workers/src/upstreams/).
   const upstream = await startFakeUpstream();
   project.provide('fakeUpstreamUrl', upstream.url);
+  // Stands in for api.stripe.com: the checkout tests point the Worker's Stripe SDK at it.
+  const stripe = await startFakeStripe();
+  project.provide('fakeStripeUrl', stripe.url);
   return async () => {
-    await Promise.all([node.stop(), crashed.stop(), upstream.stop()]);
+    await Promise.all([node.stop(), crashed.stop(), upstream.stop(), stripe.stop()]);
   };
 }

@@ -8,5 +8,7 @@ declare module 'vitest' {
     crashedNodeUrl: string;
     /** test/support/fake-upstream.ts: OpenAI-compatible faults on demand. */
     fakeUpstreamUrl: string;
+    /** test/support/fake-stripe.ts: api.stripe.com's checkout endpoint, for the Worker's Stripe SDK. */
+    fakeStripeUrl: string;
   }
 }

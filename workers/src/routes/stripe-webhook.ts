@@ -8,7 +8,7 @@
  */
 import { Hono } from 'hono';
 import { verifyWebhook } from '../billing/stripe.ts';
-import { applyStripeEvent } from '../billing/topups.ts';
+import { applyStripeEvent, type EventOutcome } from '../billing/topups.ts';
 import type { AppEnv } from '../env.ts';
 import { bodySize } from '../middleware/body-size.ts';
 
@@ -17,5 +17,16 @@ export const stripeWebhook = new Hono<AppEnv>().post('/', bodySize(), async (c) 
   const event = await verifyWebhook(c.env, await c.req.text(), c.req.header('stripe-signature'));
   const outcome = await applyStripeEvent(c.env, event);
   if (outcome.action === 'ignored') console.log(`stripe event ${event.id} (${event.type}) ignored: ${outcome.reason}`);
-  return c.json({ received: true, event_id: event.id, ...outcome });
+  return c.json({ received: true, event_id: event.id, ...outcomeWire(outcome) });
 });
+
+function outcomeWire(o: EventOutcome) {
+  switch (o.action) {
+    case 'granted':
+      return { action: o.action, org_id: o.orgId, receipt_id: o.topupId, ledger_id: o.ledgerId, amount_micros: o.amountMicros };
+    case 'refunded':
+      return { action: o.action, org_id: o.orgId, receipt_id: o.topupId, requested_micros: o.requestedMicros, debited_micros: o.chargedMicros };
+    case 'ignored':
+      return { action: o.action, reason: o.reason };
+  }
+}

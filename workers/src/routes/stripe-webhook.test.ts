@@ -1,0 +1,163 @@
+import { env } from 'cloudflare:test';
+import { describe, expect, it } from 'vitest';
+import { recordUsage } from '../billing/ledger.ts';
+import { resolveLimits } from '../billing/limits/plans.ts';
+import { orgAccount } from '../billing/request-billing.ts';
+import { adminFetch, createTenant, expectReconciled } from '../../test/fixtures.ts';
+import { asyncPaymentSucceeded, callWorker, chargeRefunded, checkoutCompleted, deliver, stripeEnv, topUpSession } from '../../test/stripe-events.ts';
+
+interface LedgerRow {
+  amount_micros: number;
+  kind: string;
+  request_id: string | null;
+}
+
+async function ledger(orgId: string): Promise<LedgerRow[]> {
+  const { results } = await env.DB.prepare('SELECT amount_micros, kind, request_id FROM credit_ledger WHERE org_id = ? ORDER BY id').bind(orgId).all<LedgerRow>();
+  return results;
+}
+
+async function balance(orgId: string): Promise<number> {
+  return ((await (await adminFetch(`/organizations/${orgId}/balance`)).json()) as { balance_micros: number }).balance_micros;
+}
+
+async function receipt(sessionId: string) {
+  return env.DB.prepare('SELECT * FROM topups WHERE id = ?').bind(sessionId).first<Record<string, unknown>>();
+}
+
+/** Spends `micros` the way a request does: the org's object admits and settles it, then the usage row and debit are written. */
+async function spend(orgId: string, keyId: string, micros: number): Promise<void> {
+  const requestId = `req_spend_${crypto.randomUUID()}`;
+  const account = orgAccount(env, orgId);
+  const limits = { org: resolveLimits(null), key: resolveLimits(null) };
+  const admitted = await account.admit({ orgId, requestId, keyId, amountMicros: micros, tokens: 10, limits });
+  expect(admitted.ok).toBe(true);
+  const settled = await account.settle({ orgId, requestId, costMicros: micros, tokens: 10 });
+  const now = Date.now();
+  await recordUsage(env.DB, {
+    requestId, orgId, keyId, modelId: 'k2-tiny', endpoint: 'chat.completions', promptTokens: 5, cachedTokens: 0, completionTokens: 5,
+    priceId: 1, costMicros: settled.chargedMicros, status: 'completed', finishReason: 'stop', startedAt: now - 10, finishedAt: now,
+  });
+}
+
+describe('POST /webhooks/stripe', () => {
+  it('answers 501 in the API error shape when STRIPE_WEBHOOK_SECRET is not set', async () => {
+    const { orgId } = await createTenant({ creditMicros: 0 });
+    const res = await deliver(checkoutCompleted(topUpSession(orgId, 1_000)), { workerEnv: stripeEnv({ STRIPE_WEBHOOK_SECRET: undefined }) });
+    expect(res.status).toBe(501);
+    expect(await res.json()).toMatchObject({ error: { code: 'stripe_not_configured', type: 'server_error' } });
+    expect(await ledger(orgId)).toEqual([]);
+  });
+
+  it('grants a paid top-up exactly once per event: a redelivery and a second event for the same session grant nothing more', async () => {
+    const { orgId } = await createTenant({ creditMicros: 0 });
+    const session = topUpSession(orgId, 2_500);
+    const completed = checkoutCompleted(session);
+
+    const first = await deliver(completed);
+    expect(first.status).toBe(200);
+    expect(await first.json()).toMatchObject({ received: true, event_id: completed.id, action: 'granted', org_id: orgId, receipt_id: session.id, amount_micros: 25_000_000 });
+    const again = await deliver(completed);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ action: 'granted' });
+    // Stripe also sends async_payment_succeeded for the same session: its own event id, no second grant.
+    const other = await deliver(asyncPaymentSucceeded(session));
+    expect(await other.json()).toMatchObject({ action: 'ignored' });
+
+    expect(await ledger(orgId)).toEqual([{ amount_micros: 25_000_000, kind: 'grant', request_id: `stripe:${completed.id}` }]);
+    expect(await balance(orgId)).toBe(25_000_000);
+    expect(await receipt(session.id)).toMatchObject({ org_id: orgId, event_id: completed.id, payment_intent_id: session.payment_intent, amount_cents: 2_500, amount_micros: 25_000_000 });
+    // The org's object got the same credit (the admin grant path): its balance equals the ledger.
+    expect((await expectReconciled(orgId)).object_micros).toBe(25_000_000);
+  });
+
+  it('grants concurrently redelivered events once', async () => {
+    const { orgId } = await createTenant({ creditMicros: 0 });
+    const completed = checkoutCompleted(topUpSession(orgId, 1_000));
+    const answers = await Promise.all(Array.from({ length: 8 }, () => deliver(completed)));
+    expect(answers.map((r) => r.status)).toEqual(Array(8).fill(200));
+    expect(await ledger(orgId)).toHaveLength(1);
+    expect((await expectReconciled(orgId)).ledger_micros).toBe(10_000_000);
+  });
+
+  it('refuses a bad, tampered or missing signature with 400 and grants nothing', async () => {
+    const { orgId } = await createTenant({ creditMicros: 0 });
+    const completed = checkoutCompleted(topUpSession(orgId, 1_000));
+    const wrongSecret = await deliver(completed, { secret: 'whsec_someone_else' });
+    expect(wrongSecret.status).toBe(400);
+    expect(await wrongSecret.json()).toMatchObject({ error: { type: 'invalid_request_error', code: 'invalid_signature', param: 'Stripe-Signature' } });
+    // Signed for 10.00 USD, delivered saying 1000.00 USD.
+    const tampered = await deliver(completed, { tamper: (body) => body.replaceAll('"amount_total":1000', '"amount_total":100000') });
+    expect(tampered.status).toBe(400);
+    const missing = await callWorker(stripeEnv(), '/webhooks/stripe', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(completed) });
+    expect(missing.status).toBe(400);
+    expect(await missing.json()).toMatchObject({ error: { code: 'invalid_signature' } });
+    expect(await ledger(orgId)).toEqual([]);
+  });
+
+  it('waits for an unpaid (delayed) session to be paid; ignores sessions it did not create', async () => {
+    const { orgId } = await createTenant({ creditMicros: 0 });
+    const session = topUpSession(orgId, 1_000, { payment_status: 'unpaid' });
+    expect(await (await deliver(checkoutCompleted(session))).json()).toMatchObject({ action: 'ignored' });
+    expect(await ledger(orgId)).toEqual([]);
+    const paid = asyncPaymentSucceeded({ ...session, payment_status: 'paid' });
+    expect(await (await deliver(paid)).json()).toMatchObject({ action: 'granted' });
+    expect(await ledger(orgId)).toEqual([{ amount_micros: 10_000_000, kind: 'grant', request_id: `stripe:${paid.id}` }]);
+
+    const foreign = topUpSession(orgId, 1_000, { metadata: { order: 'tshirt' } });
+    expect(await (await deliver(checkoutCompleted(foreign))).json()).toMatchObject({ action: 'ignored', reason: 'not a top-up session' });
+    expect(await ledger(orgId)).toHaveLength(1);
+  });
+
+  it('a refund debits the growth of the refunded total, once per event, in any order', async () => {
+    const { orgId } = await createTenant({ creditMicros: 0 });
+    const session = topUpSession(orgId, 2_000);
+    await deliver(checkoutCompleted(session));
+
+    const partial = chargeRefunded(session, 500); // 5.00 of 20.00 refunded
+    expect(await (await deliver(partial)).json()).toMatchObject({ action: 'refunded', requested_micros: 5_000_000, debited_micros: 5_000_000 });
+    expect(await balance(orgId)).toBe(15_000_000);
+    const full = chargeRefunded(session, 2_000); // then the rest: 15.00 more
+    expect(await (await deliver(full)).json()).toMatchObject({ action: 'refunded', requested_micros: 15_000_000, debited_micros: 15_000_000 });
+    expect(await balance(orgId)).toBe(0);
+
+    // Replays after the refund, of either event and of the grant, change nothing.
+    await deliver(partial);
+    await deliver(full);
+    await deliver(checkoutCompleted(session));
+    expect((await ledger(orgId)).map((r) => [r.kind, r.amount_micros])).toEqual([
+      ['grant', 20_000_000],
+      ['refund', -5_000_000],
+      ['refund', -15_000_000],
+    ]);
+    // A late delivery of an older total (its own event id) finds nothing new to take.
+    const stale = chargeRefunded(session, 500);
+    expect(await (await deliver(stale)).json()).toMatchObject({ action: 'refunded', requested_micros: 0, debited_micros: 0 });
+    expect(await ledger(orgId)).toHaveLength(3);
+    expect(await receipt(session.id)).toMatchObject({ refunded_cents: 2_000, refund_debited_micros: 20_000_000 });
+    expect((await expectReconciled(orgId)).object_micros).toBe(0);
+  });
+
+  it('a refund of credit already spent takes back only what is left: the balance never goes below zero', async () => {
+    const { orgId, keyId } = await createTenant({ creditMicros: 0 });
+    const session = topUpSession(orgId, 1_000);
+    await deliver(checkoutCompleted(session));
+    await spend(orgId, keyId, 7_000_000);
+    expect(await balance(orgId)).toBe(3_000_000);
+
+    const refund = chargeRefunded(session, 1_000);
+    expect(await (await deliver(refund)).json()).toMatchObject({ requested_micros: 10_000_000, debited_micros: 3_000_000 });
+    expect(await balance(orgId)).toBe(0);
+    expect(await receipt(session.id)).toMatchObject({ refunded_cents: 1_000, refund_debited_micros: 3_000_000 });
+    expect((await expectReconciled(orgId)).object_micros).toBe(0);
+  });
+
+  it('ignores refunds of payments that are not top-ups, and event types it does not handle', async () => {
+    const { orgId } = await createTenant({ creditMicros: 0 });
+    const unknown = chargeRefunded(topUpSession(orgId, 1_000), 1_000);
+    expect(await (await deliver(unknown)).json()).toMatchObject({ action: 'ignored' });
+    const other = { ...checkoutCompleted(topUpSession(orgId, 1_000)), type: 'customer.created' };
+    expect(await (await deliver(other)).json()).toMatchObject({ action: 'ignored', reason: 'event type customer.created is not handled' });
+    expect(await ledger(orgId)).toEqual([]);
+  });
+});
