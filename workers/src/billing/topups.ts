@@ -99,7 +99,8 @@ async function applyRefund(env: Env, event: Stripe.Event, charge: Stripe.Charge)
     debitedTotalMicros: debit.debitedTotalMicros,
     refundedCents,
     note,
-    at: event.created * 1000,
+    // Dated when the balance moved, as grants are (not when Stripe created the event).
+    at: Date.now(),
   });
   return { action: 'refunded', orgId: topup.orgId, topupId: topup.id, requestedMicros: debit.requestedMicros, chargedMicros: debit.chargedMicros };
 }

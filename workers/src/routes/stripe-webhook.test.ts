@@ -1,9 +1,7 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { recordUsage } from '../billing/ledger.ts';
-import { resolveLimits } from '../billing/limits/plans.ts';
-import { orgAccount } from '../billing/request-billing.ts';
 import { adminFetch, createTenant, expectReconciled } from '../../test/fixtures.ts';
+import { spend } from '../../test/spend.ts';
 import { asyncPaymentSucceeded, callWorker, chargeRefunded, checkoutCompleted, deliver, stripeEnv, topUpSession } from '../../test/stripe-events.ts';
 
 interface LedgerRow {
@@ -23,21 +21,6 @@ async function balance(orgId: string): Promise<number> {
 
 async function receipt(sessionId: string) {
   return env.DB.prepare('SELECT * FROM topups WHERE id = ?').bind(sessionId).first<Record<string, unknown>>();
-}
-
-/** Spends `micros` the way a request does: the org's object admits and settles it, then the usage row and debit are written. */
-async function spend(orgId: string, keyId: string, micros: number): Promise<void> {
-  const requestId = `req_spend_${crypto.randomUUID()}`;
-  const account = orgAccount(env, orgId);
-  const limits = { org: resolveLimits(null), key: resolveLimits(null) };
-  const admitted = await account.admit({ orgId, requestId, keyId, amountMicros: micros, tokens: 10, limits });
-  expect(admitted.ok).toBe(true);
-  const settled = await account.settle({ orgId, requestId, costMicros: micros, tokens: 10 });
-  const now = Date.now();
-  await recordUsage(env.DB, {
-    requestId, orgId, keyId, modelId: 'k2-tiny', endpoint: 'chat.completions', promptTokens: 5, cachedTokens: 0, completionTokens: 5,
-    priceId: 1, costMicros: settled.chargedMicros, status: 'completed', finishReason: 'stop', startedAt: now - 10, finishedAt: now,
-  });
 }
 
 describe('POST /webhooks/stripe', () => {
