@@ -149,6 +149,7 @@ export const PAGE = `<!doctype html>
       <label><input type="checkbox" name="scopes" value="chat" checked> chat</label>
       <label><input type="checkbox" name="scopes" value="completions" checked> completions</label>
       <label><input type="checkbox" name="scopes" value="keys:write"> keys:write</label>
+      <label><input type="checkbox" name="scopes" value="billing"> billing</label>
     </fieldset>
     <button type="submit">Create key</button>
     <p class="error" id="new-key-error" role="alert"></p>
@@ -161,6 +162,23 @@ export const PAGE = `<!doctype html>
   </div>
 </section>
 
+<section aria-labelledby="billing-title" id="billing">
+  <h2 id="billing-title">Top-ups and receipts</h2>
+  <p id="billing-note" class="note" hidden>Choose an organization to see its top-ups.</p>
+  <div id="billing-body">
+    <p class="status" id="top-up-result" role="status" aria-live="polite"></p>
+    <form id="top-up" class="card new-key" aria-labelledby="top-up-title" hidden>
+      <h3 id="top-up-title">Top up</h3>
+      <label for="top-up-amount">Amount (USD)</label>
+      <input id="top-up-amount" name="amount" type="number" inputmode="decimal" step="0.01" min="5" max="10000" value="25" required>
+      <button type="submit">Pay with Stripe</button>
+      <p class="error" id="top-up-error" role="alert"></p>
+    </form>
+    <p id="top-up-off" class="note" hidden>Paid top-ups are not enabled on this deployment.</p>
+    <div class="card table-wrap"><table id="receipts-table"><caption class="sr-only">Top-ups of the organization, newest first</caption></table></div>
+  </div>
+</section>
+
 <section aria-labelledby="downloads-title">
   <h2 id="downloads-title">Downloads</h2>
   <div class="card downloads">
@@ -169,6 +187,7 @@ export const PAGE = `<!doctype html>
       <label for="statement-month">Statement month</label>
       <input id="statement-month" type="month" required>
       <a id="statement-csv" class="button secondary" href="#" download>Statement CSV</a>
+      <a id="statement-page" class="button secondary" href="#" target="_blank" rel="noopener">Statement (printable)</a>
     </form>
   </div>
 </section>

@@ -4,7 +4,7 @@
  * tests serve the same bytes with no asset pipeline. Its data comes from routes/dashboard-api.ts.
  *
  *   GET    /dashboard                 the page (sign-in form until a session exists)
- *   GET    /dashboard/assets/:file    app.js and the view modules it imports, latency-charts.js, app.css, uplot.js, uplot.css
+ *   GET    /dashboard/assets/:file    app.js and the view modules it imports (billing.js: top-ups and receipts), latency-charts.js, app.css, uplot.js, uplot.css
  *   POST   /dashboard/session         { token } → session cookie (an API key or the admin token)
  *   DELETE /dashboard/session         signs out
  */
@@ -14,6 +14,7 @@ import appCss from '../dashboard/assets/app.css';
 import appJs from '../dashboard/assets/app.js';
 import latencyChartsJs from '../dashboard/assets/latency-charts.js';
 import apiJs from '../dashboard/assets/api.js';
+import billingJs from '../dashboard/assets/billing.js';
 import chartsJs from '../dashboard/assets/charts.js';
 import downloadsJs from '../dashboard/assets/downloads.js';
 import formatJs from '../dashboard/assets/format.js';
@@ -34,6 +35,7 @@ const ASSETS: Record<string, { body: string; type: string }> = {
   'app.js': { body: appJs, type: 'text/javascript; charset=utf-8' },
   'latency-charts.js': { body: latencyChartsJs, type: 'text/javascript; charset=utf-8' },
   'api.js': { body: apiJs, type: 'text/javascript; charset=utf-8' },
+  'billing.js': { body: billingJs, type: 'text/javascript; charset=utf-8' },
   'charts.js': { body: chartsJs, type: 'text/javascript; charset=utf-8' },
   'downloads.js': { body: downloadsJs, type: 'text/javascript; charset=utf-8' },
   'format.js': { body: formatJs, type: 'text/javascript; charset=utf-8' },

@@ -2,6 +2,7 @@
 // charts, tables, keys, downloads). Every figure comes from the JSON API (/dashboard/api/*) with the
 // session cookie. This module signs in and out, and loads every view for the chosen org and range.
 import { api, query, SignedOut } from './api.js';
+import { loadBilling, noteCheckoutReturn } from './billing.js';
 import { DAY_MS, HOUR_MS } from './format.js';
 import { renderCharts } from './charts.js';
 import { renderDownloads } from './downloads.js';
@@ -58,7 +59,7 @@ async function refresh() {
   // latency-charts.js is a classic script loaded before this module: it defines window.LatencyCharts.
   window.LatencyCharts.render(latency, from, to, bucket === 'hour' ? HOUR_MS : DAY_MS);
   state.pages = [null];
-  await Promise.all([loadRequests(), loadKeys()]);
+  await Promise.all([loadRequests(), loadKeys(), loadBilling()]);
   renderDownloads();
   setStatus(`Updated ${new Date().toLocaleTimeString()}.`);
   document.body.dataset.loaded = String(Date.now());
@@ -94,4 +95,5 @@ async function start() {
   await guarded(refresh);
 }
 
+noteCheckoutReturn();
 start();

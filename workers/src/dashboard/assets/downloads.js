@@ -1,5 +1,6 @@
-// The downloads view: the usage CSV for the range shown and the monthly statement.
+// The downloads view: the usage CSV for the range shown and the monthly statement (CSV and printable page).
 import { API, query } from './api.js';
+import { statementPageHref } from './billing.js';
 import { $, state } from './state.js';
 
 export function renderDownloads() {
@@ -12,5 +13,9 @@ export function renderDownloads() {
   link.title = needsOrg ? 'Choose an organization first' : '';
   const org = state.org ? `&org=${encodeURIComponent(state.org)}` : '';
   link.href = needsOrg ? '#' : `${API}/statements/${month.value}?format=csv${org}`;
+  const page = $('statement-page');
+  page.setAttribute('aria-disabled', String(needsOrg));
+  page.title = link.title;
+  page.href = needsOrg ? '#' : statementPageHref(month.value);
 }
 $('statement-month').addEventListener('change', renderDownloads);
