@@ -36,6 +36,8 @@ describe('POST /webhooks/stripe', () => {
     const { orgId } = await createTenant({ creditMicros: 0 });
     const session = topUpSession(orgId, 2_500);
     const completed = checkoutCompleted(session);
+    // The org's object is built now (at 0), so the top-up must reach it as a grant, not through a rebuild.
+    expect((await expectReconciled(orgId)).object_micros).toBe(0);
 
     const first = await deliver(completed);
     expect(first.status).toBe(200);
