@@ -35,6 +35,16 @@ function devVar(name: string, prefix: string): string {
 
 const step = (s: string) => console.log(`[start] ${s}`);
 
+/**
+ * Stripe top-ups locally are opt-in, from the environment: `STRIPE_SECRET_KEY=sk_test_…
+ * STRIPE_WEBHOOK_SECRET=whsec_… npm start` (the whsec_ that `stripe listen` prints). Passed as
+ * bindings because wrangler loads only the secrets wrangler.toml requires from .dev.vars.
+ */
+function stripeSecrets(): Record<string, string> {
+  const names = ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'STRIPE_API_BASE'];
+  return Object.fromEntries(names.flatMap((n) => (process.env[n] ? [[n, process.env[n]]] : [])));
+}
+
 step('model: models/k2-tiny');
 await ensureTinyModel();
 const token = devVar('ADMIN_TOKEN', 'adm');
@@ -47,7 +57,7 @@ const node = await startLocalNode({ modelDir: DEFAULT_MODEL_DIR, port: NODE_PORT
 step(`worker: starting on :${WORKER_PORT}`);
 let worker: LocalWorker;
 try {
-  worker = await startLocalWorker({ adminToken: token, nodeUrl: node.url, nodeSecret, port: WORKER_PORT });
+  worker = await startLocalWorker({ adminToken: token, nodeUrl: node.url, nodeSecret, port: WORKER_PORT, secrets: stripeSecrets() });
 } catch (err) {
   await node.stop();
   throw err;
