@@ -110,6 +110,20 @@ export class StripeSignatureError extends ApiError {
   }
 }
 
+/**
+ * A refund of a top-up whose grant is not recorded yet (its paying event is still being retried):
+ * a non-2xx makes Stripe deliver the refund again later, after the grant it takes back.
+ */
+export class TopupNotGrantedError extends ApiError {
+  constructor(topupId: string) {
+    super(409, `The top-up ${topupId} has no recorded grant yet; its refund can only be applied after it. Stripe retries this event.`, {
+      type: 'invalid_request_error',
+      code: 'topup_not_granted',
+    });
+    this.name = 'TopupNotGrantedError';
+  }
+}
+
 /** Stripe's API refused or failed a call the edge made (creating a Checkout Session). */
 export class PaymentProviderError extends ApiError {
   constructor(detail: string) {

@@ -10,12 +10,14 @@
  *     → a debit of the growth of the charge's refunded total, decided by the org's object (capped
  *       by the balance left; refund-book.ts), then written to the ledger under the event's id.
  *
+ * A refund whose top-up has no recorded grant yet answers 409, so Stripe delivers it again later.
  * Anything else (other event types, sessions not created by this edge, unpaid sessions, charges
  * of other payments) is acknowledged and ignored: Stripe stops retrying an event once it gets a 2xx.
  */
 import type Stripe from 'stripe';
 import { claimTopup, setTopupLedgerId, topupByPaymentIntent } from '../db/topups.ts';
 import { database, organizationExists } from '../db/queries.ts';
+import { TopupNotGrantedError } from '../errors.ts';
 import { grantToOrg } from './grants.ts';
 import { recordRefund } from './ledger.ts';
 import { orgAccount } from './request-billing.ts';
@@ -75,6 +77,8 @@ async function applyRefund(env: Env, event: Stripe.Event, charge: Stripe.Charge)
   if (!paymentIntent) return { action: 'ignored', reason: 'charge has no payment_intent' };
   const topup = await topupByPaymentIntent(env.DB, paymentIntent);
   if (!topup) return { action: 'ignored', reason: `no top-up paid by ${paymentIntent}` };
+  // Taking back credit before it was granted would take someone else's (or nothing): wait for the grant.
+  if (topup.ledgerId === null) throw new TopupNotGrantedError(topup.id);
   const refundedCents = charge.amount_refunded;
   if (!Number.isSafeInteger(refundedCents) || refundedCents < 0) return { action: 'ignored', reason: `amount_refunded ${refundedCents} is not an amount` };
 

@@ -1,6 +1,7 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { adminFetch, createTenant, expectReconciled } from '../../test/fixtures.ts';
+import { claimTopup } from '../db/topups.ts';
 import { spend } from '../../test/spend.ts';
 import { asyncPaymentSucceeded, callWorker, chargeRefunded, checkoutCompleted, deliver, stripeEnv, topUpSession } from '../../test/stripe-events.ts';
 
@@ -135,6 +136,25 @@ describe('POST /webhooks/stripe', () => {
     expect(await balance(orgId)).toBe(0);
     expect(await receipt(session.id)).toMatchObject({ refunded_cents: 1_000, refund_debited_micros: 3_000_000 });
     expect((await expectReconciled(orgId)).object_micros).toBe(0);
+  });
+
+  it('a refund arriving before its top-up’s grant is recorded is refused (409, Stripe retries) and applied after it', async () => {
+    const { orgId } = await createTenant({ creditMicros: 4_000_000 }); // other credit the refund must not take
+    const session = topUpSession(orgId, 1_000);
+    const completed = checkoutCompleted(session);
+    // The paying event's first delivery stopped after claiming the receipt, before its grant.
+    await claimTopup(env.DB, { id: session.id, orgId, eventId: completed.id, paymentIntentId: session.payment_intent, amountCents: 1_000, currency: 'usd', amountMicros: 10_000_000, paidAt: Date.now() });
+    const refund = chargeRefunded(session, 1_000);
+    const early = await deliver(refund);
+    expect(early.status).toBe(409);
+    expect(await early.json()).toMatchObject({ error: { code: 'topup_not_granted' } });
+    expect(await balance(orgId)).toBe(4_000_000);
+
+    await deliver(completed); // Stripe's retry of the paying event grants
+    expect(await balance(orgId)).toBe(14_000_000);
+    expect(await (await deliver(refund)).json()).toMatchObject({ action: 'refunded', debited_micros: 10_000_000 }); // and the refund's retry takes it back
+    expect(await balance(orgId)).toBe(4_000_000);
+    await expectReconciled(orgId);
   });
 
   it('ignores refunds of payments that are not top-ups, and event types it does not handle', async () => {
