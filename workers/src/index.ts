@@ -9,6 +9,8 @@ import { HTTPException } from 'hono/http-exception';
 import { requestBilling } from './billing/middleware.ts';
 import { reconcile } from './billing/reconcile.ts';
 import { consumeUsage, type UsageMessage } from './billing/usage-queue.ts';
+import type { AlertMessage } from './billing/alerts/alert-triggers.ts';
+import { consumeAlerts } from './billing/alerts/webhook-delivery.ts';
 import { trimIdempotencyKeys } from './billing/idempotency.ts';
 import { bumpReadCacheVersion } from './db/read-cache.ts';
 import type { AppEnv } from './env.ts';
@@ -27,6 +29,9 @@ import { dashboard } from './routes/dashboard.ts';
 import { models } from './routes/models.ts';
 import { usage } from './routes/dashboard-api.ts';
 import { tokenCount } from './routes/token-count.ts';
+
+/** The queue ALERT_QUEUE sends to (wrangler.toml); every other batch is usage. */
+const ALERT_QUEUE_NAME = 'alert-webhooks';
 
 const app = new Hono<AppEnv>();
 
@@ -81,8 +86,9 @@ function invalidateReadsOnWrite(): MiddlewareHandler<AppEnv> {
 
 export default {
   fetch: app.fetch,
-  /** Usage rows and ledger debits, in batches (billing/usage-queue.ts). */
+  /** Usage rows and ledger debits, in batches (billing/usage-queue.ts); alert webhooks (billing/alerts/). */
   async queue(batch, env) {
+    if (batch.queue === ALERT_QUEUE_NAME) return consumeAlerts(batch as MessageBatch<AlertMessage>, env);
     await consumeUsage(batch as MessageBatch<UsageMessage>, env);
   },
   /** Every org's object against its ledger; drift is logged for the operator (and served at /admin/reconcile). */
