@@ -25,6 +25,7 @@ import { responseCache } from './response-cache/middleware.ts';
 import { adminApi } from './routes/admin-api.ts';
 import { chatCompletions } from './routes/chat-completions.ts';
 import { completions } from './routes/completions.ts';
+import { key } from './routes/key.ts';
 import { dashboard } from './routes/dashboard.ts';
 import { models } from './routes/models.ts';
 import { usage } from './routes/dashboard-api.ts';
@@ -52,6 +53,7 @@ app.use('/dashboard/api/*', session());
 
 app.get('/health', (c) => c.json({ ok: true }));
 app.route('/v1/models', models);
+app.route('/v1/key', key);
 app.route('/v1/chat/completions', chatCompletions);
 app.route('/v1/completions', completions);
 app.route('/v1/tokenizers/estimate-token-count', tokenCount);
