@@ -44,14 +44,15 @@ export class AlertTriggers {
   /** The thresholds in force (they arrive with each admission, from D1 through the read cache). */
   configure(thresholds: AlertThresholds | null, orgId: string, balanceMicros: number, now: number): void {
     const t = thresholds ?? { balanceBelowMicros: null, keyBudgetPercent: null };
-    const same = this.#thresholds && this.#thresholds.balanceBelowMicros === t.balanceBelowMicros && this.#thresholds.keyBudgetPercent === t.keyBudgetPercent;
-    if (same) return;
+    const previous = this.#thresholds;
+    if (previous && previous.balanceBelowMicros === t.balanceBelowMicros && previous.keyBudgetPercent === t.keyBudgetPercent) return;
     this.#thresholds = t;
     this.#sql.exec(
       'INSERT OR REPLACE INTO alert_config (id, balance_below_micros, key_budget_percent) VALUES (1, ?, ?)',
       t.balanceBelowMicros,
       t.keyBudgetPercent,
     );
+    if (previous?.balanceBelowMicros === t.balanceBelowMicros) return;
     // A new balance threshold is judged against the balance now: already below it is a crossing.
     this.#sql.exec('DELETE FROM alert_fired WHERE name = ?', BALANCE);
     this.balanceChanged(orgId, balanceMicros, now);
