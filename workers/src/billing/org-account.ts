@@ -232,7 +232,7 @@ export class OrgAccount extends DurableObject<Env> {
       key.cancel(input.requestId);
       return this.#rateLimited('organization', orgAdmission, [key.state(input.limits.key, now)]);
     }
-    if (input.alerts !== undefined) this.#alerts.configure(input.alerts, input.orgId, this.#account!.balanceMicros, now);
+    if (input.alerts !== undefined) this.#checkAlerts(() => this.#alerts.configure(input.alerts ?? null, input.orgId, this.#account!.balanceMicros, now));
     this.#expire(now);
     const controls = this.#holdSpendControls(input, now, [keyAdmission.state, orgAdmission.state]);
     if (!controls.ok) {
@@ -314,8 +314,6 @@ export class OrgAccount extends DurableObject<Env> {
     this.#setBalance(account.balanceMicros - chargedMicros);
     const budgetCharge = this.#budgets.settle(input.requestId, chargedMicros);
     this.#daily.finish(input.requestId, input.tokens);
-    this.#alerts.balanceChanged(account.orgId, account.balanceMicros, now);
-    if (budgetCharge) this.#alerts.keySpent(account.orgId, budgetCharge, now);
     sql.exec(
       `INSERT OR REPLACE INTO settlements (request_id, reserved_micros, charged_micros, overrun_micros, outcome, settled_at)
        VALUES (?, ?, ?, ?, 'settled', ?)`,
@@ -327,6 +325,10 @@ export class OrgAccount extends DurableObject<Env> {
     );
     this.#windows.get(ORG_WINDOW).finish(input.requestId, input.tokens);
     if (reservation) this.#windows.get(keyWindow(reservation.keyId)).finish(input.requestId, input.tokens);
+    this.#checkAlerts(() => {
+      this.#alerts.balanceChanged(account.orgId, account.balanceMicros, now);
+      if (budgetCharge) this.#alerts.keySpent(account.orgId, budgetCharge, now);
+    });
     const settled = { requestId: input.requestId, status: 'settled' as const, reservedMicros, chargedMicros, overrunMicros, account: this.#state() };
     await this.#flushAlerts();
     return settled;
@@ -341,7 +343,7 @@ export class OrgAccount extends DurableObject<Env> {
     if (sql.exec('SELECT 1 FROM grants WHERE ledger_id = ?', ledgerId).toArray().length > 0) return this.#state();
     sql.exec('INSERT INTO grants (ledger_id, amount_micros) VALUES (?, ?)', ledgerId, amountMicros);
     this.#setBalance(Math.max(0, account.balanceMicros + amountMicros));
-    this.#alerts.balanceChanged(account.orgId, account.balanceMicros, Date.now());
+    this.#checkAlerts(() => this.#alerts.balanceChanged(account.orgId, account.balanceMicros, Date.now()));
     const state = this.#state();
     await this.#flushAlerts();
     return state;
@@ -505,6 +507,15 @@ export class OrgAccount extends DurableObject<Env> {
     const admission = { ok: false as const, reason: 'tokens_per_day' as const, retryAfterMs: refused.retryAfterMs, tooLarge: refused.tooLarge, state: window };
     const daily = [refused.state, ...(other ? [other] : [])];
     return { ok: false, error: 'rate_limited', scope, admission, states: windows, daily, account: this.#state() };
+  }
+
+  /** Runs an alert decision after the money moved: a failure there is logged and never undoes a charge or a grant. */
+  #checkAlerts(check: () => void): void {
+    try {
+      check();
+    } catch (err) {
+      console.error(`alert check failed (the charge or grant stands): ${String(err)}`);
+    }
   }
 
   /** Hands new alert events to the queue; a failed send stays in the outbox for the alarm. */
