@@ -260,6 +260,16 @@ export class OrgAccessError extends ApiError {
   }
 }
 
+export class OwnKeyControlsError extends ApiError {
+  constructor() {
+    super(403, "A key cannot change its own budget or model allowlist. Sign in with another key that has keys:write, or ask an admin.", {
+      type: 'permission_error',
+      code: 'own_key_controls',
+    });
+    this.name = 'OwnKeyControlsError';
+  }
+}
+
 export class CrossOriginError extends ApiError {
   constructor() {
     super(403, 'Cross-origin request refused. Call the dashboard API from the dashboard page, or with an Authorization header.', {

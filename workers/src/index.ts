@@ -29,6 +29,7 @@ import { key } from './routes/key.ts';
 import { dashboard } from './routes/dashboard.ts';
 import { models } from './routes/models.ts';
 import { usage } from './routes/dashboard-api.ts';
+import { dashboardSpendControls } from './routes/dashboard-spend-controls.ts';
 import { tokenCount } from './routes/token-count.ts';
 
 /** The queue ALERT_QUEUE sends to (wrangler.toml); every other batch is usage. */
@@ -59,6 +60,7 @@ app.route('/v1/completions', completions);
 app.route('/v1/tokenizers/estimate-token-count', tokenCount);
 app.route('/admin', adminApi);
 app.route('/dashboard/api', usage);
+app.route('/dashboard/api', dashboardSpendControls);
 app.route('/dashboard', dashboard);
 
 app.notFound((c) => {
