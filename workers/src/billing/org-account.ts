@@ -377,6 +377,13 @@ export class OrgAccount extends DurableObject<Env> {
     return { org: org.state(limits.org, now), key };
   }
 
+  /** Tokens used today (UTC) against the org's and the key's daily limits, where one applies (the dashboard). */
+  dailyTokenState(limits: { org: Limits; key?: Limits }, keyId?: string): { org: DailyState | null; key: DailyState | null } {
+    const now = Date.now();
+    const key = keyId !== undefined && limits.key ? this.#daily.state(keyWindow(keyId), limits.key.tpd, now) : null;
+    return { org: this.#daily.state(ORG_WINDOW, limits.org.tpd, now), key };
+  }
+
   /** A key's budget as of now: its period, spend, holds and when it resets (GET /v1/key, the dashboard). */
   async keyBudget(orgId: string, keyId: string, budget: KeyBudget): Promise<BudgetState> {
     await this.#ready(orgId);

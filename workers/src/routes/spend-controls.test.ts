@@ -3,7 +3,7 @@
  * shown by GET /v1/key), its model allowlist (403 model_not_allowed, nothing taken), and tokens
  * per day (429 with the day's headers). Real D1, real OrgAccount, the test GPU node.
  */
-import { env } from 'cloudflare:test';
+import { env, SELF } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { usageEventsForRequest } from '../billing/ledger.ts';
 import { database } from '../db/queries.ts';
@@ -122,5 +122,12 @@ describe('spend control through the API', () => {
     expect(retryAfter).toBeGreaterThan(0);
     expect(retryAfter).toBeLessThanOrEqual(Math.ceil((DAY_MS - (Date.now() % DAY_MS)) / 1000) + 1);
     expect(refused.headers.get('x-ratelimit-limit-tokens-day')).toBe('200');
+    // The dashboard's account view shows the day beside the minute windows.
+    const account = await SELF.fetch('https://edge.test/dashboard/api/account', { headers: { authorization: `Bearer ${t.key}` } });
+    const view = (await account.json()) as { rate_limits: { key: { tpd: number; tokens_today: number }; org: { tpd: number } } };
+    expect(view.rate_limits).toMatchObject({ key: { tpd: 200 }, org: { tpd: 10_000_000 } });
+    // The worst case until the request settles, then its real count (never more).
+    expect(view.rate_limits.key.tokens_today).toBeGreaterThan(0);
+    expect(view.rate_limits.key.tokens_today).toBeLessThanOrEqual(200 - remaining);
   });
 });
