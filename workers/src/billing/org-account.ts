@@ -264,7 +264,8 @@ export class OrgAccount extends DurableObject<Env> {
       reservation.expiresAt,
     );
     await this.#scheduleAlarm();
-    await this.#flushAlerts();
+    // Only a changed threshold can leave an event here; sending it is not the request's wait.
+    if (this.#alerts.pending()) this.ctx.waitUntil(this.#flushAlerts());
     return {
       ok: true,
       reservation,
