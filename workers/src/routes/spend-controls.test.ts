@@ -6,8 +6,9 @@
 import { env, SELF } from 'cloudflare:test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { usageEventsForRequest } from '../billing/ledger.ts';
-import { database } from '../db/queries.ts';
-import { adminFetch, api, createTenant, eventually, useTestNode } from '../../test/fixtures.ts';
+import { costMicros } from '../../../shared/pricing.ts';
+import { database, priceAt } from '../db/queries.ts';
+import { adminFetch, api, createTenant, eventually, expectReconciled, useTestNode } from '../../test/fixtures.ts';
 
 const chat = (model = 'k2-tiny') => ({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, temperature: 0 });
 const DAY_MS = 86_400_000;
@@ -54,6 +55,38 @@ describe('spend control through the API', () => {
     const again = await api('/chat/completions', t.key, chat());
     expect(again.status).toBe(200);
     await again.json();
+  });
+
+  it('100 concurrent requests on a key with a budget for 10: 10 admitted, 90 get 402, charges within the cap', async () => {
+    // The prompt's size decides the worst case; measure it once with another tenant.
+    const probe = await createTenant();
+    const probed = (await (await api('/chat/completions', probe.key, { ...chat(), max_tokens: 1 })).json()) as { usage: { prompt_tokens: number } };
+    const price = (await priceAt(database(env.DB), 'k2-tiny', Date.now()))!;
+    const worst = costMicros(price, { promptTokens: probed.usage.prompt_tokens, cachedTokens: 0, completionTokens: 4 });
+
+    // The org could pay for all of them; the key's cap admits 10.
+    const t = await createTenant({ creditMicros: 1_000 * worst });
+    await adminFetch(`/organizations/${t.orgId}/limits`, { plan: 'tier5' }, 'PUT');
+    await adminFetch(`/keys/${t.keyId}/budget`, { limit_micros: 10 * worst, period: 'monthly' }, 'PUT');
+    // Streams: a 200 means admitted, and nothing settles until its body is read, so the count of
+    // admissions does not depend on how fast the node answers.
+    const responses = await Promise.all(Array.from({ length: 100 }, () => api('/chat/completions', t.key, { ...chat(), stream: true })));
+    const admitted = responses.filter((r) => r.status === 200);
+    const refused = responses.filter((r) => r.status === 402);
+    expect(admitted).toHaveLength(10);
+    expect(refused).toHaveLength(90);
+    for (const r of refused) expect(((await r.json()) as ErrorBody).error.code).toBe('key_budget_exceeded');
+    await Promise.all(admitted.map((r) => r.text()));
+    const rows = await Promise.all(
+      admitted.map((r) =>
+        eventually(async () => (await usageEventsForRequest(database(env.DB), r.headers.get('x-request-id')!))[0]),
+      ),
+    );
+    const charged = rows.reduce((sum, row) => sum + row.costMicros, 0);
+    expect(charged).toBeLessThanOrEqual(10 * worst);
+    const reconciled = await expectReconciled(t.orgId);
+    expect(reconciled.ledger_micros).toBe(1_000 * worst - charged);
+    expect(await (await api('/key', t.key)).json()).toMatchObject({ budget: { spent_micros: charged, held_micros: 0, remaining_micros: 10 * worst - charged } });
   });
 
   it('budgets in a time zone reset at its midnight; bad budgets are a 400 naming the field', async () => {
