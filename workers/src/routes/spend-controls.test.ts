@@ -104,6 +104,7 @@ describe('spend control through the API', () => {
     const negative = await adminFetch(`/keys/${t.keyId}/budget`, { limit_micros: -1, period: 'daily' }, 'PUT');
     expect(await negative.json()).toMatchObject({ error: { param: 'limit_micros' } });
     expect((await adminFetch('/keys/nope/budget', { limit_micros: 5, period: 'daily' }, 'PUT')).status).toBe(404);
+    expect(await (await adminFetch(`/keys/${t.keyId}/budget`)).json()).toMatchObject({ budget: { limit_micros: 5, period: 'monthly', time_zone: 'Asia/Tokyo' } });
   });
 
   it('a model off the key’s allowlist is a 403 naming it, before any rate slot or credit is taken', async () => {
@@ -133,8 +134,10 @@ describe('spend control through the API', () => {
     const unknown = await adminFetch(`/keys/${t.keyId}/allowed-models`, { models: ['k2-tiny', 'gpt-9'] }, 'PUT');
     expect(unknown.status).toBe(400);
     expect(await unknown.json()).toMatchObject({ error: { param: 'models.1', code: 'model_not_found' } });
+    expect(await (await adminFetch(`/keys/${t.keyId}/allowed-models`)).json()).toMatchObject({ key_id: t.keyId, allowed_models: ['k2-tiny', 'kimi-k2-instruct'] });
     const cleared = await adminFetch(`/keys/${t.keyId}/allowed-models`, { models: null }, 'PUT');
     expect(await cleared.json()).toMatchObject({ allowed_models: null });
+    expect((await adminFetch('/keys/nope/allowed-models')).status).toBe(404);
   });
 
   it('tokens per day: a key past its TPD gets 429 rate_limit_tokens_per_day until the UTC day ends', async () => {
