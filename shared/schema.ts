@@ -160,6 +160,8 @@ export const orgLimits = sqliteTable('org_limits', {
   plan: text('plan'),
   rpm: integer('rpm'),
   tpm: integer('tpm'),
+  /** Prompt + completion tokens per UTC day. */
+  tpd: integer('tpd'),
   concurrency: integer('concurrency'),
   updatedAt: integer('updated_at').notNull(),
 });
@@ -171,6 +173,8 @@ export const keyLimits = sqliteTable('key_limits', {
     .references(() => apiKeys.id),
   rpm: integer('rpm'),
   tpm: integer('tpm'),
+  /** Prompt + completion tokens per UTC day. */
+  tpd: integer('tpd'),
   concurrency: integer('concurrency'),
   updatedAt: integer('updated_at').notNull(),
 });
@@ -291,4 +295,69 @@ export const topups = sqliteTable(
     paidAt: integer('paid_at').notNull(),
   },
   (t) => [uniqueIndex('topups_event_uq').on(t.eventId), index('topups_org_idx').on(t.orgId, t.paidAt), index('topups_payment_intent_idx').on(t.paymentIntentId)],
+);
+
+// ── spend control: per-key budgets and model allowlists, alert webhooks ───────────────────────
+
+/**
+ * A key's spend cap: at most `limit_micros` charged per period ("daily" | "weekly" | "monthly" |
+ * "total"), periods starting at midnight (weeks on Monday, months on the 1st) in `time_zone` (IANA).
+ * Enforced by the org's OrgAccount at admission with the worst-case reservation. No row = no cap.
+ */
+export const keyBudgets = sqliteTable('key_budgets', {
+  keyId: text('key_id')
+    .primaryKey()
+    .references(() => apiKeys.id),
+  limitMicros: integer('limit_micros').notNull(),
+  period: text('period').notNull(),
+  timeZone: text('time_zone').notNull().default('UTC'),
+  updatedAt: integer('updated_at').notNull(),
+});
+
+/** The only models a key may use (space-separated model ids); no row = every model. */
+export const keyModelAllowlists = sqliteTable('key_model_allowlists', {
+  keyId: text('key_id')
+    .primaryKey()
+    .references(() => apiKeys.id),
+  models: text('models').notNull(),
+  updatedAt: integer('updated_at').notNull(),
+});
+
+/**
+ * An org's alert thresholds and where to send them. Thresholds are NULL when off. The secret signs
+ * every delivery (Standard Webhooks: "whsec_" + base64 of the HMAC-SHA256 key).
+ */
+export const orgAlertSettings = sqliteTable('org_alert_settings', {
+  orgId: text('org_id')
+    .primaryKey()
+    .references(() => organizations.id),
+  webhookUrl: text('webhook_url').notNull(),
+  webhookSecret: text('webhook_secret').notNull(),
+  /** Alert when the balance falls below this many micro-dollars. */
+  balanceBelowMicros: integer('balance_below_micros'),
+  /** Alert when a key has spent this percentage (1–100) of its budget in the current period. */
+  keyBudgetPercent: integer('key_budget_percent'),
+  updatedAt: integer('updated_at').notNull(),
+});
+
+/** One row per alert (one per threshold crossing), with its webhook delivery's outcome. */
+export const alertEvents = sqliteTable(
+  'alert_events',
+  {
+    /** The event id, sent as `webhook-id`: receivers deduplicate on it. */
+    id: text('id').primaryKey(),
+    orgId: text('org_id').notNull(),
+    /** "balance.below_threshold" | "key.budget_threshold" */
+    type: text('type').notNull(),
+    keyId: text('key_id'),
+    /** The JSON body delivered. */
+    payload: text('payload').notNull(),
+    createdAt: integer('created_at').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    /** HTTP status of the last attempt (NULL: not attempted or no answer). */
+    lastStatus: integer('last_status'),
+    lastError: text('last_error'),
+    deliveredAt: integer('delivered_at'),
+  },
+  (t) => [index('alert_events_org_idx').on(t.orgId, t.createdAt)],
 );

@@ -1,13 +1,17 @@
 /**
  * The usage dashboard end to end, in headless Chromium: real API calls (worker in wrangler's local
  * runtime → real GPU node → usage rows in local D1), then a customer signs in with an API key and
- * must see numbers equal to those D1 rows, creates and revokes a key, and downloads the usage CSV.
+ * must see numbers equal to those D1 rows, creates and revokes a key, downloads the usage CSV, puts
+ * a budget on another key and sees that key refused, and sets up alerts whose webhook (a receiver
+ * started here) fires and shows in the alerts table.
  * Screenshots (desktop and 375px phone width) go to test-output/ for review.
  *
  * Needs Debian's chromium at /usr/bin/chromium (`apt-get install -y chromium`); skips, saying
  * so, where it is absent.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -44,6 +48,10 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
   let persistTo: string;
   let key: string;
   let orgId: string;
+  let tenantKey: string;
+  let tenantKeyId: string;
+  let receiver: Server;
+  const webhooks: string[] = [];
   const rows: UsageRow[] = [];
 
   const admin = async (method: string, path: string, body?: unknown) => {
@@ -72,6 +80,18 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
     worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, nodeSecret: node.secret, persistTo });
     const tenant = await seedTenant(worker.url, ADMIN_TOKEN, 'dash-e2e', 5_000_000);
     orgId = tenant.orgId;
+    tenantKey = tenant.key;
+    tenantKeyId = tenant.keyId;
+    // Where the org's alert webhooks go.
+    receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      req.on('end', () => {
+        webhooks.push(body);
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
     // The customer's own key may manage keys; requests are made with the seeded key.
     const manager = await admin('POST', '/keys', { org_id: orgId, name: 'owner', scopes: ['models:read', 'chat', 'keys:write'] });
     key = String(manager.body.key);
@@ -100,6 +120,7 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
     await browser?.close();
     await worker?.stop();
     await node?.stop();
+    await new Promise((r) => (receiver ? receiver.close(r) : r(undefined)));
     if (persistTo) rmSync(persistTo, { recursive: true, force: true });
   });
 
@@ -175,6 +196,91 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
     await row.getByRole('button', { name: /Revoke/ }).click();
     await expect.poll(() => row.locator('[data-col=status]').textContent()).toBe('revoked');
     expect((await models()).status).toBe(403);
+    await context.close();
+  });
+
+  it('puts a budget on another key, which is then refused with key_budget_exceeded; shows its spend', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    await signedIn(page);
+    const row = page.locator('#keys-table tbody tr', { hasText: tenantKeyId });
+    expect(await row.locator('[data-col=budget]').textContent()).toBe('none');
+    // The session's own key has no Limits button: a key cannot lift its own cap.
+    expect(await page.locator('#keys-table tbody tr', { hasText: 'owner' }).getByRole('button', { name: /Edit budget/ }).count()).toBe(0);
+
+    // A budget of $1 a day, and only k2-tiny: one request goes through and its cost shows as spent.
+    await row.getByRole('button', { name: /Edit budget/ }).click();
+    await page.getByLabel('Budget in USD').fill('1');
+    await page.locator('#budget-period').selectOption('daily');
+    await page.getByLabel(/Allowed models/).fill('k2-tiny');
+    await page.getByRole('button', { name: 'Save limits' }).click();
+    await expect.poll(() => row.locator('[data-col=budget]').textContent()).toBe('$1.00 / daily');
+    expect(await row.locator('[data-col=models]').textContent()).toBe('k2-tiny');
+    const call = () =>
+      fetch(`${worker.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tenantKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'k2-tiny', messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 4, temperature: 0 }),
+      });
+    const ok = await call();
+    expect(ok.status).toBe(200);
+    await ok.json();
+    const spent = await usageRow(ok.headers.get('x-request-id')!);
+    rows.push(spent);
+    await expect
+      .poll(async () => {
+        await page.getByRole('button', { name: 'Refresh' }).click();
+        await page.waitForSelector('body[data-loaded]');
+        return (await row.locator('[data-col=spent]').textContent())!.split(' · ')[0];
+      })
+      .toBe(`$0.${String(spent.costMicros).padStart(6, '0').replace(/0+$/, '').padEnd(2, '0')}`);
+
+    // Lower it to one micro-dollar: the key's next request is refused.
+    await row.getByRole('button', { name: /Edit budget/ }).click();
+    await page.getByLabel('Budget in USD').fill('0.000001');
+    await page.getByRole('button', { name: 'Save limits' }).click();
+    await expect.poll(() => row.locator('[data-col=budget]').textContent()).toBe('$0.000001 / daily');
+    const refused = await call();
+    expect(refused.status).toBe(402);
+    const body = (await refused.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('key_budget_exceeded');
+    expect(body.error.message).toMatch(/resets at \d{4}-\d\d-\d\dT00:00:00\.000Z/);
+    await page.screenshot({ path: join(OUT, 'dashboard-key-budget.png'), fullPage: true });
+    await context.close();
+  });
+
+  it('sets alert thresholds; a crossing is delivered to the webhook and listed on the dashboard', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    await signedIn(page);
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+    await page.getByLabel('Webhook URL').fill(url);
+    // Above the balance: the next request the org makes is a crossing.
+    await page.getByLabel(/balance falls below/).fill('100');
+    await page.getByRole('button', { name: 'Save alerts' }).click();
+    await expect.poll(() => page.locator('#alert-secret').textContent()).toMatch(/^whsec_/);
+    const res = await fetch(`${worker.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'k2-tiny', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 }),
+    });
+    expect(res.status).toBe(200);
+    await res.json();
+    rows.push(await usageRow(res.headers.get('x-request-id')!));
+    await expect.poll(() => webhooks.length, { timeout: 20_000 }).toBe(1);
+    expect(JSON.parse(webhooks[0])).toMatchObject({ type: 'balance.below_threshold', org_id: orgId, data: { threshold_micros: 100_000_000 } });
+    await expect
+      .poll(
+        async () => {
+          await page.getByRole('button', { name: 'Refresh' }).click();
+          await page.waitForSelector('body[data-loaded]');
+          return page.locator('#alerts-table [data-col=delivery]').first().textContent();
+        },
+        { timeout: 20_000 },
+      )
+      .toBe('delivered (1 attempt)');
+    expect(await page.locator('#alerts-table [data-col=alert-type]').first().textContent()).toBe('balance.below_threshold');
+    await page.screenshot({ path: join(OUT, 'dashboard-alerts.png'), fullPage: true });
     await context.close();
   });
 

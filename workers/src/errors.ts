@@ -225,13 +225,53 @@ export class RateLimitError extends ApiError {
    * back off exactly as long as needed. `tooLarge`: the request alone exceeds the per-minute
    * token limit, so waiting never helps: lower max_tokens or shorten the prompt.
    */
-  constructor(scope: 'key' | 'organization', reason: 'requests' | 'tokens' | 'concurrency', tooLarge: boolean, headers: Record<string, string>) {
-    const what = { requests: 'requests per minute', tokens: 'tokens per minute', concurrency: 'concurrent requests' }[reason];
+  constructor(
+    scope: 'key' | 'organization',
+    reason: 'requests' | 'tokens' | 'concurrency' | 'tokens_per_day',
+    tooLarge: boolean,
+    headers: Record<string, string>,
+  ) {
+    const what = { requests: 'requests per minute', tokens: 'tokens per minute', concurrency: 'concurrent requests', tokens_per_day: 'tokens per day (UTC)' }[reason];
     const message = tooLarge
       ? `This request needs more tokens than your ${scope}'s limit of ${what} allows. Lower max_tokens or shorten the prompt.`
       : `Rate limit reached for your ${scope}: ${what}. Retry after ${headers['retry-after']} s.`;
     super(429, message, { type: 'rate_limit_error', code: `rate_limit_${reason}`, headers });
     this.name = 'RateLimitError';
+  }
+}
+
+/**
+ * The key's budget for its period cannot cover this request's worst case. 402 like an empty
+ * balance (OpenAI's insufficient_quota type, so clients treat it as "stop, not retry"), with a
+ * code naming the cap and the instant it resets.
+ */
+export class KeyBudgetExceededError extends ApiError {
+  constructor(budget: { limitMicros: number; period: string; timeZone: string; spentMicros: number; heldMicros: number; resetsAt: number | null }, requiredMicros: number) {
+    const usd = (micros: number) => `$${(micros / 1_000_000).toFixed(6).replace(/\.?0+$/, '')}`;
+    const resets = budget.resetsAt === null ? 'It never resets: ask for a higher budget.' : `It resets at ${new Date(budget.resetsAt).toISOString()} (${budget.period}, ${budget.timeZone}).`;
+    const inFlight = budget.heldMicros > 0 ? `, ${usd(budget.heldMicros)} held by requests in flight` : '';
+    super(
+      402,
+      `This API key's ${budget.period} budget of ${usd(budget.limitMicros)} cannot cover this request (up to ${usd(requiredMicros)}): ${usd(budget.spentMicros)} spent${inFlight}. ${resets} Lower max_tokens or wait for the reset.`,
+      {
+        type: 'insufficient_quota',
+        code: 'key_budget_exceeded',
+        headers: budget.resetsAt === null ? {} : { 'x-key-budget-resets-at': new Date(budget.resetsAt).toISOString() },
+      },
+    );
+    this.name = 'KeyBudgetExceededError';
+  }
+}
+
+/** The key may only use the models on its allowlist. */
+export class ModelNotAllowedError extends ApiError {
+  constructor(model: string) {
+    super(403, `This API key may not use the model '${model}'. GET /v1/key lists the models it may use.`, {
+      type: 'permission_error',
+      param: 'model',
+      code: 'model_not_allowed',
+    });
+    this.name = 'ModelNotAllowedError';
   }
 }
 
@@ -265,6 +305,16 @@ export class OrgAccessError extends ApiError {
       code: 'org_forbidden',
     });
     this.name = 'OrgAccessError';
+  }
+}
+
+export class OwnKeyControlsError extends ApiError {
+  constructor() {
+    super(403, "A key cannot change its own budget or model allowlist. Sign in with another key that has keys:write, or ask an admin.", {
+      type: 'permission_error',
+      code: 'own_key_controls',
+    });
+    this.name = 'OwnKeyControlsError';
   }
 }
 

@@ -9,6 +9,8 @@ import { HTTPException } from 'hono/http-exception';
 import { requestBilling } from './billing/middleware.ts';
 import { reconcile } from './billing/reconcile.ts';
 import { consumeUsage, type UsageMessage } from './billing/usage-queue.ts';
+import type { AlertMessage } from './billing/alerts/alert-triggers.ts';
+import { consumeAlerts } from './billing/alerts/webhook-delivery.ts';
 import { trimIdempotencyKeys } from './billing/idempotency.ts';
 import { bumpReadCacheVersion } from './db/read-cache.ts';
 import type { AppEnv } from './env.ts';
@@ -24,12 +26,17 @@ import { adminApi } from './routes/admin-api.ts';
 import { billingCheckout } from './routes/billing-checkout.ts';
 import { chatCompletions } from './routes/chat-completions.ts';
 import { completions } from './routes/completions.ts';
+import { key } from './routes/key.ts';
 import { dashboard } from './routes/dashboard.ts';
 import { dashboardBilling } from './routes/dashboard-billing.ts';
 import { models } from './routes/models.ts';
 import { usage } from './routes/dashboard-api.ts';
 import { stripeWebhook } from './routes/stripe-webhook.ts';
+import { dashboardSpendControls } from './routes/dashboard-spend-controls.ts';
 import { tokenCount } from './routes/token-count.ts';
+
+/** The queue ALERT_QUEUE sends to (wrangler.toml); every other batch is usage. */
+const ALERT_QUEUE_NAME = 'alert-webhooks';
 
 const app = new Hono<AppEnv>();
 
@@ -50,6 +57,7 @@ app.use('/dashboard/api/*', session());
 
 app.get('/health', (c) => c.json({ ok: true }));
 app.route('/v1/models', models);
+app.route('/v1/key', key);
 app.route('/v1/chat/completions', chatCompletions);
 app.route('/v1/completions', completions);
 app.route('/v1/tokenizers/estimate-token-count', tokenCount);
@@ -59,6 +67,7 @@ app.route('/webhooks/stripe', stripeWebhook);
 app.route('/admin', adminApi);
 app.route('/dashboard/api', usage);
 app.route('/dashboard/api', dashboardBilling);
+app.route('/dashboard/api', dashboardSpendControls);
 app.route('/dashboard', dashboard);
 
 app.notFound((c) => {
@@ -88,8 +97,9 @@ function invalidateReadsOnWrite(): MiddlewareHandler<AppEnv> {
 
 export default {
   fetch: app.fetch,
-  /** Usage rows and ledger debits, in batches (billing/usage-queue.ts). */
+  /** Usage rows and ledger debits, in batches (billing/usage-queue.ts); alert webhooks (billing/alerts/). */
   async queue(batch, env) {
+    if (batch.queue === ALERT_QUEUE_NAME) return consumeAlerts(batch as MessageBatch<AlertMessage>, env);
     await consumeUsage(batch as MessageBatch<UsageMessage>, env);
   },
   /** Every org's object against its ledger; drift is logged for the operator (and served at /admin/reconcile). */

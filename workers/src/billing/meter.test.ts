@@ -52,7 +52,7 @@ describe('metering', () => {
   /** A meter over a request admitted for 2 000 prompt + 2 000 output tokens (as a route admits it). */
   async function meterFor(requestId: string, billingEnv: Env = env) {
     const billing = new RequestBilling(billingEnv, { requestId, orgId: tenant.orgId, keyId: tenant.keyId }, { plan: null, org: wide, key: wide }, () => undefined);
-    await billing.admit({ promptTokens: 2_000, maxTokens: 2_000, price });
+    await billing.admit({ model: 'k2-tiny', promptTokens: 2_000, maxTokens: 2_000, price });
     const meter = new UsageMeter(
       env,
       { requestId, orgId: tenant.orgId, keyId: tenant.keyId, modelId: 'k2-tiny', endpoint: 'chat.completions', price, startedAt: Date.now() },
@@ -122,7 +122,7 @@ describe('metering', () => {
     const requestId = `req_overrun_${crypto.randomUUID()}`;
     const billing = new RequestBilling(env, { requestId, orgId: orgTenant.orgId, keyId: orgTenant.keyId }, { plan: null, org: wide, key: wide }, () => undefined);
     // Reserved for 100 prompt + 10 output tokens; the upstream then reports 5 000 prompt tokens.
-    await billing.admit({ promptTokens: 100, maxTokens: 10, price });
+    await billing.admit({ model: 'k2-tiny', promptTokens: 100, maxTokens: 10, price });
     const meter = new UsageMeter(env, { requestId, orgId: orgTenant.orgId, keyId: orgTenant.keyId, modelId: 'k2-tiny', endpoint: 'chat.completions', price, startedAt: Date.now() }, 100, billing);
     await meter.finish('completed', 'stop', { prompt_tokens: 5_000, cached_tokens: 0, completion_tokens: 10 });
     const full = costMicros(price, { promptTokens: 5_000, cachedTokens: 0, completionTokens: 10 });
@@ -137,7 +137,7 @@ describe('metering', () => {
   it('a settle the object does not answer is retried, never remembered as done', async () => {
     const requestId = `req_flaky_${crypto.randomUUID()}`;
     const billing = new RequestBilling(flakySettle(3), { requestId, orgId: tenant.orgId, keyId: tenant.keyId }, { plan: null, org: wide, key: wide }, () => undefined);
-    await billing.admit({ promptTokens: 10, maxTokens: 10, price });
+    await billing.admit({ model: 'k2-tiny', promptTokens: 10, maxTokens: 10, price });
     // Three lost answers exhaust one call's attempts...
     await expect(billing.settle(7, 5)).rejects.toThrow(/connection lost/);
     // ...and the next call asks the object again instead of replaying the failure.
@@ -148,7 +148,7 @@ describe('metering', () => {
     const orgTenant = await createTenant({ creditMicros: 1_000_000 });
     const requestId = `req_lost_settle_${crypto.randomUUID()}`;
     const billing = new RequestBilling(flakySettle(100), { requestId, orgId: orgTenant.orgId, keyId: orgTenant.keyId }, { plan: null, org: wide, key: wide }, () => undefined);
-    await billing.admit({ promptTokens: 10, maxTokens: 10, price });
+    await billing.admit({ model: 'k2-tiny', promptTokens: 10, maxTokens: 10, price });
     const meter = new UsageMeter(env, { requestId, orgId: orgTenant.orgId, keyId: orgTenant.keyId, modelId: 'k2-tiny', endpoint: 'chat.completions', price, startedAt: Date.now() }, 10, billing);
     const sent = await meter.finish('completed', 'stop', { prompt_tokens: 10, cached_tokens: 0, completion_tokens: 4 });
     expect(sent.charge).toBeNull();

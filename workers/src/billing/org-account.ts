@@ -2,7 +2,9 @@
  * OrgAccount: one Durable Object per organisation (`idFromName(orgId)`), holding
  *   - a mirror of the org's prepaid balance (built once from the D1 credit ledger, then kept here),
  *   - the open credit reservations of its in-flight requests,
- *   - the sliding rate-limit windows of the org and of each of its keys,
+ *   - the sliding rate-limit windows of the org and of each of its keys, and their tokens per day,
+ *   - each key's budget: spend in its current period and the holds of its requests in flight,
+ *   - alert triggers (balance below a threshold, a key near its budget) and their outbox,
  *   - settlement records, so a retried settle or a reused request id never bills twice.
  *
  * Why an object and not D1 alone: "balance never below zero" across concurrent requests needs
@@ -16,7 +18,8 @@
  * The reservation is the worst case at admission, so the cap only bites when an upstream reports
  * more tokens than the edge counted; the difference is returned as `overrunMicros` and recorded on
  * the usage row, and the D1 ledger debits exactly `charged` (see meter.ts). So both stores apply the
- * same number and neither can go below zero.
+ * same number and neither can go below zero. A key with a budget adds one more bound to the charge,
+ * the room left in its period (limits/key-budgets.ts), so a key's charges never pass its cap.
  */
 import { DurableObject } from 'cloudflare:workers';
 import { closeReservation, ledgerBalance } from './ledger.ts';
@@ -25,6 +28,10 @@ import { WINDOW_MS } from './limits/lease-window.ts';
 import type { Limits } from './limits/plans.ts';
 import { LeaseWindows } from './limits/lease-table.ts';
 import { RefundBook, type RefundDecision } from './refund-book.ts';
+import { DailyTokens, type DailyState } from './limits/daily-tokens.ts';
+import { KeyBudgets, type BudgetState, type KeyBudget } from './limits/key-budgets.ts';
+import { AlertTriggers } from './alerts/alert-triggers.ts';
+import type { AlertThresholds } from './alerts/thresholds.ts';
 
 /** A reservation still open after this long belongs to a request that crashed or hung: release it. */
 export const DEFAULT_RESERVATION_TTL_MS = 15 * 60_000;
@@ -35,6 +42,8 @@ export const DEFAULT_RESERVATION_TTL_MS = 15 * 60_000;
  * guards the durable record beyond that.
  */
 const SETTLEMENT_RETENTION_MS = 24 * 3600_000;
+/** How soon the alarm retries sending alert events the queue did not take. */
+const ALERT_RETRY_MS = 5_000;
 
 export interface Reservation {
   requestId: string;
@@ -63,11 +72,26 @@ export interface AdmitInput {
   tokens: number;
   /** The limits in force (plan defaults + admin overrides) for the org and for this key. */
   limits: { org: Limits; key: Limits };
+  /** The key's spend cap, held against with amountMicros; null or absent: none. */
+  budget?: KeyBudget | null;
+  /** The org's alert thresholds as configured now; absent: leave the stored ones. */
+  alerts?: AlertThresholds | null;
   ttlMs?: number;
 }
 
 export type AdmitResult =
-  | { ok: true; reservation: Reservation; account: AccountState; rates: WindowState[] }
+  | {
+      ok: true;
+      reservation: Reservation;
+      account: AccountState;
+      rates: WindowState[];
+      /** Tokens-per-day state of the key and the org, where a daily limit applies. */
+      daily: DailyState[];
+      /** The key's budget after this hold; null without one. */
+      budget: BudgetState | null;
+    }
+  /** The key's budget for this period cannot cover the worst case. */
+  | { ok: false; error: 'key_budget_exceeded'; budget: BudgetState; requiredMicros: number; account: AccountState }
   | { ok: false; error: 'insufficient_credit'; requiredMicros: number; account: AccountState }
   /** The worst case is not an amount the ledger can hold (past 2^53 µ$): nothing is decided. */
   | { ok: false; error: 'unreservable'; message: string; account: AccountState }
@@ -80,6 +104,8 @@ export type AdmitResult =
       admission: Extract<Admission, { ok: false }>;
       /** Every window that applies (the refusing one first), for the x-ratelimit-* headers. */
       states: WindowState[];
+      /** Tokens-per-day state where a daily limit applies (the refusing one first when TPD refused). */
+      daily: DailyState[];
       account: AccountState;
     };
 
@@ -144,6 +170,9 @@ export class OrgAccount extends DurableObject<Env> {
   readonly #reservations = new Map<string, Reservation>();
   #windows!: LeaseWindows;
   #refunds!: RefundBook;
+  #daily!: DailyTokens;
+  #budgets!: KeyBudgets;
+  #alerts!: AlertTriggers;
   #alarmAt: number | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -183,6 +212,9 @@ export class OrgAccount extends DurableObject<Env> {
       }
       this.#windows = new LeaseWindows(sql, 'window_leases');
       this.#refunds = new RefundBook(sql);
+      this.#daily = new DailyTokens(sql);
+      this.#budgets = new KeyBudgets(sql);
+      this.#alerts = new AlertTriggers(sql, env.ALERT_QUEUE);
       this.#alarmAt = await ctx.storage.getAlarm();
     });
   }
@@ -219,11 +251,19 @@ export class OrgAccount extends DurableObject<Env> {
       key.cancel(input.requestId);
       return this.#rateLimited('organization', orgAdmission, [key.state(input.limits.key, now)]);
     }
+    if (input.alerts !== undefined) this.#checkAlerts(() => this.#alerts.configure(input.alerts ?? null, input.orgId, this.#account!.balanceMicros, now));
     this.#expire(now);
+    const controls = this.#holdSpendControls(input, now, [keyAdmission.state, orgAdmission.state]);
+    if (!controls.ok) {
+      key.cancel(input.requestId);
+      org.cancel(input.requestId);
+      return controls.refusal;
+    }
     const state = this.#state();
     if (input.amountMicros > state.availableMicros) {
       key.cancel(input.requestId);
       org.cancel(input.requestId);
+      this.#releaseSpendControls(input.requestId);
       return { ok: false, error: 'insufficient_credit', requiredMicros: input.amountMicros, account: state };
     }
     const reservation: Reservation = {
@@ -243,7 +283,16 @@ export class OrgAccount extends DurableObject<Env> {
       reservation.expiresAt,
     );
     await this.#scheduleAlarm();
-    return { ok: true, reservation, account: this.#state(), rates: [keyAdmission.state, orgAdmission.state] };
+    // Only a changed threshold can leave an event here; sending it is not the request's wait.
+    if (this.#alerts.pending()) this.ctx.waitUntil(this.#flushAlerts());
+    return {
+      ok: true,
+      reservation,
+      account: this.#state(),
+      rates: [keyAdmission.state, orgAdmission.state],
+      daily: controls.daily,
+      budget: controls.budget,
+    };
   }
 
   /**
@@ -278,9 +327,13 @@ export class OrgAccount extends DurableObject<Env> {
     const reservedMicros = reservation?.amountMicros ?? Number(previous?.reserved_micros ?? 0);
     // Releasing this reservation first means its own hold never stands in the way of its charge.
     if (reservation) this.#dropReservation(input.requestId);
-    const chargedMicros = Math.min(input.costMicros, reservedMicros, account.balanceMicros);
+    // A key with a budget is charged no more than the room left in its period (key-budgets.ts).
+    const budgetRoom = this.#budgets.room(input.requestId) ?? Number.MAX_SAFE_INTEGER;
+    const chargedMicros = Math.min(input.costMicros, reservedMicros, account.balanceMicros, budgetRoom);
     const overrunMicros = input.costMicros - chargedMicros;
     this.#setBalance(account.balanceMicros - chargedMicros);
+    const budgetCharge = this.#budgets.settle(input.requestId, chargedMicros);
+    this.#daily.finish(input.requestId, input.tokens);
     sql.exec(
       `INSERT OR REPLACE INTO settlements (request_id, reserved_micros, charged_micros, overrun_micros, outcome, settled_at)
        VALUES (?, ?, ?, ?, 'settled', ?)`,
@@ -292,7 +345,13 @@ export class OrgAccount extends DurableObject<Env> {
     );
     this.#windows.get(ORG_WINDOW).finish(input.requestId, input.tokens);
     if (reservation) this.#windows.get(keyWindow(reservation.keyId)).finish(input.requestId, input.tokens);
-    return { requestId: input.requestId, status: 'settled', reservedMicros, chargedMicros, overrunMicros, account: this.#state() };
+    this.#checkAlerts(() => {
+      this.#alerts.balanceChanged(account.orgId, account.balanceMicros, now);
+      if (budgetCharge) this.#alerts.keySpent(account.orgId, budgetCharge, now);
+    });
+    const settled = { requestId: input.requestId, status: 'settled' as const, reservedMicros, chargedMicros, overrunMicros, account: this.#state() };
+    await this.#flushAlerts();
+    return settled;
   }
 
   /** Adds credit from ledger row `ledgerId` (already written to D1). Applied at most once per row. */
@@ -304,7 +363,10 @@ export class OrgAccount extends DurableObject<Env> {
     if (sql.exec('SELECT 1 FROM grants WHERE ledger_id = ?', ledgerId).toArray().length > 0) return this.#state();
     sql.exec('INSERT INTO grants (ledger_id, amount_micros) VALUES (?, ?)', ledgerId, amountMicros);
     this.#setBalance(Math.max(0, account.balanceMicros + amountMicros));
-    return this.#state();
+    this.#checkAlerts(() => this.#alerts.balanceChanged(account.orgId, account.balanceMicros, Date.now()));
+    const state = this.#state();
+    await this.#flushAlerts();
+    return state;
   }
 
   /**
@@ -351,6 +413,20 @@ export class OrgAccount extends DurableObject<Env> {
     return { org: org.state(limits.org, now), key };
   }
 
+  /** Tokens used today (UTC) against the org's and the key's daily limits, where one applies (the dashboard). */
+  dailyTokenState(limits: { org: Limits; key?: Limits }, keyId?: string): { org: DailyState | null; key: DailyState | null } {
+    const now = Date.now();
+    const key = keyId !== undefined && limits.key ? this.#daily.state(keyWindow(keyId), limits.key.tpd, now) : null;
+    return { org: this.#daily.state(ORG_WINDOW, limits.org.tpd, now), key };
+  }
+
+  /** A key's budget as of now: its period, spend, holds and when it resets (GET /v1/key, the dashboard). */
+  async keyBudget(orgId: string, keyId: string, budget: KeyBudget): Promise<BudgetState> {
+    await this.#ready(orgId);
+    this.#expire(Date.now());
+    return this.#budgets.state(keyId, budget, Date.now());
+  }
+
   getReservation(requestId: string): Reservation | null {
     return this.#reservations.get(requestId) ?? null;
   }
@@ -365,6 +441,10 @@ export class OrgAccount extends DurableObject<Env> {
     const sql = this.ctx.storage.sql;
     this.#expire(now);
     this.#windows.prune(now);
+    this.#daily.prune(now);
+    this.#budgets.prune(now);
+    this.#alerts.prune(now);
+    await this.#flushAlerts();
     sql.exec('DELETE FROM settlements WHERE settled_at < ?', now - SETTLEMENT_RETENTION_MS);
     const orgId = this.#account?.orgId;
     for (const r of sql.exec<Row>('SELECT * FROM unrecorded_expiries').toArray()) {
@@ -419,8 +499,77 @@ export class OrgAccount extends DurableObject<Env> {
     scope: 'key' | 'organization',
     admission: Extract<Admission, { ok: false }>,
     others: WindowState[],
+    daily: DailyState[] = [],
   ): Extract<AdmitResult, { error: 'rate_limited' }> {
-    return { ok: false, error: 'rate_limited', scope, admission, states: [admission.state, ...others], account: this.#state() };
+    return { ok: false, error: 'rate_limited', scope, admission, states: [admission.state, ...others], daily, account: this.#state() };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Spend controls: tokens per day (key, then org) and the key's budget, taken after the rate
+  // windows and before the credit hold; a refusal takes back what this step took.
+
+  #holdSpendControls(
+    input: AdmitInput,
+    now: number,
+    windows: WindowState[],
+  ): { ok: true; daily: DailyState[]; budget: BudgetState | null } | { ok: false; refusal: AdmitResult } {
+    const id = input.requestId;
+    const keyScope = keyWindow(input.keyId);
+    const keyDay = this.#daily.tryAcquire(keyScope, id, input.tokens, input.limits.key.tpd, now);
+    if (!keyDay.ok) {
+      const orgDay = this.#daily.state(ORG_WINDOW, input.limits.org.tpd, now);
+      return { ok: false, refusal: this.#tokensPerDay('key', keyDay, windows[0], windows, orgDay) };
+    }
+    const orgDay = this.#daily.tryAcquire(ORG_WINDOW, id, input.tokens, input.limits.org.tpd, now);
+    if (!orgDay.ok) {
+      this.#daily.cancel(id);
+      return { ok: false, refusal: this.#tokensPerDay('organization', orgDay, windows[1], windows, keyDay.state) };
+    }
+    const daily = [keyDay.state, orgDay.state].filter((d): d is DailyState => d !== null);
+    if (!input.budget) return { ok: true, daily, budget: null };
+    const held = this.#budgets.tryHold(id, input.keyId, input.budget, input.amountMicros, now);
+    if (!held.ok) {
+      this.#daily.cancel(id);
+      return { ok: false, refusal: { ok: false, error: 'key_budget_exceeded', budget: held.state, requiredMicros: input.amountMicros, account: this.#state() } };
+    }
+    return { ok: true, daily, budget: held.state };
+  }
+
+  #releaseSpendControls(requestId: string): void {
+    this.#daily.cancel(requestId);
+    this.#budgets.cancel(requestId);
+  }
+
+  #tokensPerDay(
+    scope: 'key' | 'organization',
+    refused: Extract<ReturnType<DailyTokens['tryAcquire']>, { ok: false }>,
+    window: WindowState,
+    windows: WindowState[],
+    other: DailyState | null,
+  ): AdmitResult {
+    const admission = { ok: false as const, reason: 'tokens_per_day' as const, retryAfterMs: refused.retryAfterMs, tooLarge: refused.tooLarge, state: window };
+    const daily = [refused.state, ...(other ? [other] : [])];
+    return { ok: false, error: 'rate_limited', scope, admission, states: windows, daily, account: this.#state() };
+  }
+
+  /** Runs an alert decision after the money moved: a failure there is logged and never undoes a charge or a grant. */
+  #checkAlerts(check: () => void): void {
+    try {
+      check();
+    } catch (err) {
+      console.error(`alert check failed (the charge or grant stands): ${String(err)}`);
+    }
+  }
+
+  /** Hands new alert events to the queue; a failed send stays in the outbox for the alarm. */
+  async #flushAlerts(): Promise<void> {
+    if (!this.#alerts.pending()) return;
+    try {
+      await this.#alerts.flush();
+    } catch (err) {
+      console.warn(`alert events not sent yet, the alarm retries: ${String(err)}`);
+      await this.#scheduleAlarm();
+    }
   }
 
   /** Stale reservations release their hold and are recorded as 'expired' (charged 0 unless settled later). */
@@ -428,6 +577,7 @@ export class OrgAccount extends DurableObject<Env> {
     for (const r of this.#reservations.values()) {
       if (r.expiresAt > now) continue;
       this.#dropReservation(r.requestId);
+      this.#budgets.release(r.requestId);
       const sql = this.ctx.storage.sql;
       sql.exec(
         `INSERT OR IGNORE INTO settlements (request_id, reserved_micros, charged_micros, outcome, settled_at)
@@ -480,6 +630,8 @@ export class OrgAccount extends DurableObject<Env> {
     if (next === null && leaseChange !== null) next = Math.max(leaseChange, Date.now() + WINDOW_MS);
     // Expiries found between alarms (by a call) still have to reach D1: wake now.
     if (this.ctx.storage.sql.exec('SELECT 1 FROM unrecorded_expiries LIMIT 1').toArray().length > 0) next = Date.now();
+    // Alert events the queue did not take: try again in a few seconds.
+    if (this.#alerts.pending() && (next === null || next > Date.now() + ALERT_RETRY_MS)) next = Date.now() + ALERT_RETRY_MS;
     if (next === null || (this.#alarmAt !== null && this.#alarmAt <= next)) return;
     this.#alarmAt = next;
     await this.ctx.storage.setAlarm(next);

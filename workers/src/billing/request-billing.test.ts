@@ -42,7 +42,7 @@ async function refusal(promise: Promise<unknown>): Promise<ApiError> {
 
 describe('RequestBilling', () => {
   it('reserves the worst case: prompt at the cache-miss price + max_tokens at the output price, rounded up once', () => {
-    const input: AdmitInput = { promptTokens: 1_000, maxTokens: 333, price };
+    const input: AdmitInput = { model: 'm', promptTokens: 1_000, maxTokens: 333, price };
     // 1000 × 0.6 + 333 × 2.5 = 600 + 832.5 → 833 µ$
     expect(RequestBilling.worstCaseMicros(input)).toBe(1_433);
   });
@@ -50,7 +50,7 @@ describe('RequestBilling', () => {
   it('admits, records the reservation in D1, and settles to the real cost', async () => {
     const orgId = await newOrg(1_000_000);
     const { billing, flush } = billingFor(orgId, 'key_1');
-    await billing.admit({ promptTokens: 1_000, maxTokens: 1_000, price });
+    await billing.admit({ model: 'm', promptTokens: 1_000, maxTokens: 1_000, price });
     await flush();
     const requestId = billing.party.requestId;
     // Nothing is written to D1 on the request path: the object holds the open reservation.
@@ -72,21 +72,21 @@ describe('RequestBilling', () => {
     const keyId = `key_${crypto.randomUUID()}`;
     const key = { ...wide, rpm: 1 };
     const first = billingFor(orgId, keyId, { key });
-    const err = await refusal(first.billing.admit({ promptTokens: 1_000, maxTokens: 1_000, price }));
+    const err = await refusal(first.billing.admit({ model: 'm', promptTokens: 1_000, maxTokens: 1_000, price }));
     expect(err.status).toBe(402);
     expect(err.body().error).toMatchObject({ type: 'insufficient_quota', code: 'insufficient_quota' });
     await first.flush();
     // The key's single request per minute is still free: the refused request did not use it.
     const second = billingFor(orgId, keyId, { key });
-    await second.billing.admit({ promptTokens: 100, maxTokens: 100, price });
+    await second.billing.admit({ model: 'm', promptTokens: 100, maxTokens: 100, price });
   });
 
   it('answers 429 with Retry-After and the x-ratelimit-* headers when the key is over its limit', async () => {
     const orgId = await newOrg(1_000_000);
     const keyId = `key_${crypto.randomUUID()}`;
     const key = { ...wide, rpm: 2 };
-    for (let i = 0; i < 2; i++) await billingFor(orgId, keyId, { key }).billing.admit({ promptTokens: 10, maxTokens: 10, price });
-    const err = await refusal(billingFor(orgId, keyId, { key }).billing.admit({ promptTokens: 10, maxTokens: 10, price }));
+    for (let i = 0; i < 2; i++) await billingFor(orgId, keyId, { key }).billing.admit({ model: 'm', promptTokens: 10, maxTokens: 10, price });
+    const err = await refusal(billingFor(orgId, keyId, { key }).billing.admit({ model: 'm', promptTokens: 10, maxTokens: 10, price }));
     expect(err.status).toBe(429);
     expect(err.body().error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_requests' });
     expect(err.headers).toMatchObject({
@@ -101,8 +101,8 @@ describe('RequestBilling', () => {
   it('org limits span all of the org’s keys; the tighter window is reported', async () => {
     const orgId = await newOrg(1_000_000);
     const org = { ...wide, tpm: 1_000 };
-    await billingFor(orgId, 'key_a', { org }).billing.admit({ promptTokens: 300, maxTokens: 300, price });
-    const err = await refusal(billingFor(orgId, 'key_b', { org }).billing.admit({ promptTokens: 300, maxTokens: 300, price }));
+    await billingFor(orgId, 'key_a', { org }).billing.admit({ model: 'm', promptTokens: 300, maxTokens: 300, price });
+    const err = await refusal(billingFor(orgId, 'key_b', { org }).billing.admit({ model: 'm', promptTokens: 300, maxTokens: 300, price }));
     expect(err.status).toBe(429);
     expect(err.body().error.code).toBe('rate_limit_tokens');
     expect(err.headers).toMatchObject({ 'x-ratelimit-limit-tokens': '1000', 'x-ratelimit-remaining-tokens': '400' });
@@ -111,7 +111,7 @@ describe('RequestBilling', () => {
   it('a request larger than the whole token budget is told to shrink, not to wait', async () => {
     const orgId = await newOrg(1_000_000);
     const key = { ...PLANS.free };
-    const err = await refusal(billingFor(orgId, 'key_x', { key }).billing.admit({ promptTokens: 30_000, maxTokens: 4_000, price }));
+    const err = await refusal(billingFor(orgId, 'key_x', { key }).billing.admit({ model: 'm', promptTokens: 30_000, maxTokens: 4_000, price }));
     expect(err.status).toBe(429);
     expect(err.message).toMatch(/Lower max_tokens/);
   });

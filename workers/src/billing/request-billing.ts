@@ -1,9 +1,10 @@
 /**
  * The billing side of one request: admission before it reaches a backend, settlement when it ends.
  *
- *   admit  → one call to the org's OrgAccount: the key's and the org's rpm / tpm / concurrency and
- *            the credit reservation, decided in one atomic step. Worst case held = prompt tokens at
- *            the cache-miss price + max_tokens at the output price.
+ *   admit  → the key's model allowlist (403, nothing taken), then one call to the org's OrgAccount:
+ *            the key's and the org's rpm / tpm / tpd / concurrency, the key's budget and the credit
+ *            reservation, decided in one atomic step. Worst case held = prompt tokens at the
+ *            cache-miss price + max_tokens at the output price.
  *   settle → the object charges min(real cost, reserved, balance) and returns that amount, which is
  *            what the ledger debits (meter.ts); the rest is released, the leases closed.
  *
@@ -11,7 +12,14 @@
  * call tries again, and the usage queue settles whatever the request path could not.
  */
 import { costMicros, type Price } from '../../../shared/pricing.ts';
-import { DuplicateRequestError, InsufficientCreditError, InvalidRequestError, RateLimitError } from '../errors.ts';
+import {
+  DuplicateRequestError,
+  InsufficientCreditError,
+  InvalidRequestError,
+  KeyBudgetExceededError,
+  ModelNotAllowedError,
+  RateLimitError,
+} from '../errors.ts';
 import type { ReservationRecord } from './ledger.ts';
 import { rateLimitHeaders, retryAfterSeconds } from './limits/headers.ts';
 import type { EffectiveLimits } from './limits/limit-settings.ts';
@@ -19,6 +27,8 @@ import type { OrgAccount, Settlement } from './org-account.ts';
 import { DEFAULT_RESERVATION_TTL_MS } from './org-account.ts';
 
 export interface AdmitInput {
+  /** The model id the client asked for: checked against the key's allowlist before anything is held. */
+  model: string;
   /** Tokens the edge will send (all of the prompt; cache hits are unknown until the node answers). */
   promptTokens: number;
   /** The max_tokens the backend will be given. */
@@ -89,16 +99,30 @@ export class RequestBilling {
     );
   }
 
-  /** Throws RateLimitError (429), InsufficientCreditError (402), DuplicateRequestError (409) or InvalidRequestError (400). */
+  /**
+   * Throws ModelNotAllowedError (403), RateLimitError (429), InsufficientCreditError or
+   * KeyBudgetExceededError (402), DuplicateRequestError (409) or InvalidRequestError (400).
+   */
   async admit(input: AdmitInput): Promise<void> {
     const { requestId, orgId, keyId } = this.party;
+    const limits = await this.#limits();
+    if (limits.allowedModels && !limits.allowedModels.includes(input.model)) throw new ModelNotAllowedError(input.model);
     const tokens = input.promptTokens + input.maxTokens;
     const amountMicros = RequestBilling.worstCaseMicros(input);
-    const limits = await this.#limits();
     const org = orgAccount(this.#env, orgId);
     let result;
     try {
-      result = await org.admit({ orgId, requestId, keyId, amountMicros, tokens, limits: { org: limits.org, key: limits.key }, ttlMs: this.#ttlMs });
+      result = await org.admit({
+        orgId,
+        requestId,
+        keyId,
+        amountMicros,
+        tokens,
+        limits: { org: limits.org, key: limits.key },
+        budget: limits.budget ?? null,
+        alerts: limits.alerts ?? null,
+        ttlMs: this.#ttlMs,
+      });
     } catch (err) {
       // The call failed without an answer: the object may have admitted before the connection was
       // lost. Settling at zero releases whatever it took (and is a no-op if it took nothing).
@@ -108,18 +132,19 @@ export class RequestBilling {
     if (!result.ok) {
       if (result.error === 'rate_limited') {
         const { admission } = result;
-        this.headers = { ...rateLimitHeaders(result.states), 'retry-after': retryAfterSeconds(admission.retryAfterMs) };
+        this.headers = { ...rateLimitHeaders(result.states, result.daily), 'retry-after': retryAfterSeconds(admission.retryAfterMs) };
         throw new RateLimitError(result.scope, admission.reason, admission.tooLarge, this.headers);
       }
       if (result.error === 'duplicate_request') throw new DuplicateRequestError(requestId);
       if (result.error === 'unreservable') {
         throw new InvalidRequestError('The worst-case cost of this request is too large to reserve: lower max_tokens.', 'max_tokens');
       }
+      if (result.error === 'key_budget_exceeded') throw new KeyBudgetExceededError(result.budget, result.requiredMicros);
       throw new InsufficientCreditError();
     }
     this.#admitted = true;
     this.#reservation = { orgId, ...result.reservation };
-    this.headers = rateLimitHeaders(result.rates);
+    this.headers = rateLimitHeaders(result.rates, result.daily);
   }
 
   /**

@@ -4,6 +4,7 @@
  * request will be measured against, not a copy that may lag.
  */
 import { limitsFor } from '../billing/limits/limit-settings.ts';
+import type { DailyState } from '../billing/limits/daily-tokens.ts';
 import type { WindowState } from '../billing/limits/lease-window.ts';
 
 export interface WindowView {
@@ -14,6 +15,9 @@ export interface WindowView {
   requests_used: number;
   tokens_used: number;
   in_flight: number;
+  /** Tokens per UTC day and those used today; null where no daily limit applies. */
+  tpd: number | null;
+  tokens_today: number | null;
 }
 
 export interface AccountView {
@@ -26,8 +30,10 @@ export interface AccountView {
   rate_limits: { org: WindowView; key: (WindowView & { key_id: string }) | null };
 }
 
-function windowView(s: WindowState): WindowView {
+function windowView(s: WindowState, day: DailyState | null): WindowView {
   return {
+    tpd: day?.limit ?? null,
+    tokens_today: day ? day.limit - day.remaining : null,
     rpm: s.limits.rpm,
     tpm: s.limits.tpm,
     concurrency: s.limits.concurrency,
@@ -41,7 +47,11 @@ export async function accountView(env: Env, orgId: string, keyId: string | null)
   // '' matches no key row, so it resolves the org plan's per-key defaults (as routes/limits.ts does).
   const limits = await limitsFor(env.DB, orgId, keyId ?? '');
   const org = env.ORG_ACCOUNT.get(env.ORG_ACCOUNT.idFromName(orgId));
-  const [account, windows] = await Promise.all([org.account(orgId), org.rateState(limits, keyId ?? undefined)]);
+  const [account, windows, days] = await Promise.all([
+    org.account(orgId),
+    org.rateState(limits, keyId ?? undefined),
+    org.dailyTokenState(limits, keyId ?? undefined),
+  ]);
   const orgWindow = windows.org;
   const keyWindow = windows.key;
   return {
@@ -51,6 +61,6 @@ export async function accountView(env: Env, orgId: string, keyId: string | null)
     reserved_micros: account.reservedMicros,
     available_micros: account.availableMicros,
     open_reservations: account.openReservations,
-    rate_limits: { org: windowView(orgWindow), key: keyWindow === null ? null : { key_id: keyId!, ...windowView(keyWindow) } },
+    rate_limits: { org: windowView(orgWindow, days.org), key: keyWindow === null ? null : { key_id: keyId!, ...windowView(keyWindow, days.key) } },
   };
 }

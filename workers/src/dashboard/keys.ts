@@ -6,7 +6,7 @@
 import { DEFAULT_SCOPES, generateKey, type Scope } from '../api-keys.ts';
 import { keyById, type KeyListing } from '../db/dashboard-keys.ts';
 import { database, insertApiKey, organizationExists, revokeApiKey } from '../db/queries.ts';
-import { InvalidRequestError, NotFoundError, ScopeError } from '../errors.ts';
+import { InvalidRequestError, NotFoundError, OwnKeyControlsError, ScopeError } from '../errors.ts';
 import type { Viewer } from '../middleware/session.ts';
 
 export interface CreatedKey {
@@ -35,6 +35,19 @@ export async function createKey(db: D1Database, viewer: Viewer, orgId: string, n
   const id = `key_${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`;
   await insertApiKey(database(db), { id, orgId, name, prefix, hash, scopes: granted.join(' '), createdAt: Date.now(), expiresAt: null });
   return { id, key, prefix, org_id: orgId, name, scopes: [...granted] };
+}
+
+/**
+ * The key whose budget or allowlist the viewer wants to change, if it may: keys:write, a key of its
+ * own org (another org's answers 404), and not the session's own key, so a key can never lift the
+ * cap that was put on it.
+ */
+export async function controllableKey(db: D1Database, viewer: Viewer, keyId: string): Promise<KeyListing> {
+  requireKeyManager(viewer);
+  const key = await keyById(db, keyId);
+  if (!key || (viewer.role === 'key' && key.orgId !== viewer.orgId)) throw new NotFoundError(`key '${keyId}'`);
+  if (viewer.role === 'key' && key.id === viewer.keyId) throw new OwnKeyControlsError();
+  return key;
 }
 
 /** Revokes `keyId` if the viewer may; another org's key answers 404, so its existence is not revealed. */

@@ -154,6 +154,28 @@ export const PAGE = `<!doctype html>
     <button type="submit">Create key</button>
     <p class="error" id="new-key-error" role="alert"></p>
   </form>
+  <form id="key-controls" class="card new-key" hidden aria-labelledby="key-controls-title">
+    <h3 id="key-controls-title">Budget and models of <span id="key-controls-name"></span></h3>
+    <p class="note">Requests that could take the key past its budget are refused (402) until the period resets. A key cannot change its own limits.</p>
+    <label for="budget-usd">Budget in USD (empty: no budget)</label>
+    <input id="budget-usd" inputmode="decimal" autocomplete="off" placeholder="e.g. 25.00">
+    <label for="budget-period">Period</label>
+    <select id="budget-period">
+      <option value="daily">Daily</option>
+      <option value="weekly">Weekly (from Monday)</option>
+      <option value="monthly" selected>Monthly</option>
+      <option value="total">Total (never resets)</option>
+    </select>
+    <label for="budget-tz">Time zone the period resets in</label>
+    <input id="budget-tz" autocomplete="off" value="UTC" spellcheck="false">
+    <label for="allowed-models">Allowed models, comma-separated (empty: every model)</label>
+    <input id="allowed-models" autocomplete="off" spellcheck="false">
+    <div class="actions">
+      <button type="submit">Save limits</button>
+      <button type="button" id="key-controls-cancel" class="secondary">Cancel</button>
+    </div>
+    <p class="error" id="key-controls-error" role="alert"></p>
+  </form>
   <div id="created-key" class="card created" hidden tabindex="-1" aria-labelledby="created-key-title">
     <h3 id="created-key-title">New key: copy it now</h3>
     <p>This is the only time the key is shown. Store it somewhere safe.</p>
@@ -176,6 +198,27 @@ export const PAGE = `<!doctype html>
     </form>
     <p id="top-up-off" class="note" hidden>Paid top-ups are not enabled on this deployment.</p>
     <div class="card table-wrap"><table id="receipts-table"><caption class="sr-only">Top-ups of the organization, newest first</caption></table></div>
+  </div>
+</section>
+
+<section aria-labelledby="alerts-title" id="alerts">
+  <h2 id="alerts-title">Alerts</h2>
+  <p id="alerts-note" class="note" hidden>Choose an organization to see its alerts.</p>
+  <div id="alerts-body">
+    <form id="alert-settings" class="card new-key" aria-labelledby="alert-settings-title">
+      <h3 id="alert-settings-title">Webhook alerts</h3>
+      <p class="note">One signed POST per crossing (Standard Webhooks: <code>webhook-id</code>, <code>webhook-timestamp</code>, <code>webhook-signature</code>), retried until answered 2xx.</p>
+      <label for="alert-url">Webhook URL</label>
+      <input id="alert-url" type="url" autocomplete="off" required placeholder="https://example.com/hooks/edge">
+      <label for="alert-balance">Alert when the balance falls below (USD, empty: off)</label>
+      <input id="alert-balance" inputmode="decimal" autocomplete="off">
+      <label for="alert-key-percent">Alert when a key has spent this % of its budget (empty: off)</label>
+      <input id="alert-key-percent" type="number" min="1" max="100" step="1">
+      <p>Signing secret: <code id="alert-secret">–</code></p>
+      <button type="submit">Save alerts</button>
+      <p class="error" id="alert-error" role="alert"></p>
+    </form>
+    <div class="card table-wrap"><table id="alerts-table"><caption>Recent alerts</caption></table></div>
   </div>
 </section>
 

@@ -201,6 +201,6 @@ describe('dashboard page', () => {
       expect(res.headers.get('content-type')).toContain('text/javascript');
       for (const m of (await res.text()).matchAll(/from '\.\/([\w-]+\.js)'/g)) pending.push(m[1]);
     }
-    expect([...seen].sort()).toEqual(['api.js', 'app.js', 'billing.js', 'charts.js', 'downloads.js', 'format.js', 'keys.js', 'session.js', 'state.js', 'tables.js', 'totals.js']);
+    expect([...seen].sort()).toEqual(['alerts.js', 'api.js', 'app.js', 'billing.js', 'charts.js', 'downloads.js', 'format.js', 'key-controls.js', 'keys.js', 'session.js', 'state.js', 'tables.js', 'totals.js']);
   });
 });

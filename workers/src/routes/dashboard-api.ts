@@ -12,7 +12,8 @@
  *   GET  /account?org                 balance, open reservations, rate-limit usage
  *   GET  /usage.csv?from&to&org       daily usage lines as CSV
  *   GET  /statements/:month?format=   monthly statement (CSV by default, JSON, or a printable HTML page)
- *   GET  /keys  POST /keys  POST /keys/:id/revoke   keys of the org (writes need keys:write)
+ *   GET  /keys  POST /keys  POST /keys/:id/revoke   keys of the org with budgets and allowlists (writes need keys:write)
+ *   (dashboard-spend-controls.ts) PUT/DELETE /keys/:id/budget, PUT /keys/:id/allowed-models, GET/PUT /alerts, GET /alerts/events
  *
  * A key sees only its own org: `org` may be left out or must be its org (else 403). The admin
  * sees every org; endpoints about one org's money or keys then need `org`.
@@ -20,6 +21,7 @@
  */
 import { Hono, type Context } from 'hono';
 import { loadStatement, parseMonth, statementCsv, totalsWire } from '../billing/statement.ts';
+import { keyControls, type KeyControls } from '../billing/spend-controls.ts';
 import { accountView } from '../dashboard/account-view.ts';
 import { DOCUMENT_HEADERS } from '../documents/page-shell.ts';
 import { receiptHref } from '../documents/receipt.ts';
@@ -43,7 +45,7 @@ import * as schemas from '../schemas/dashboard-api.ts';
 import { validated } from '../schemas/dashboard-api.ts';
 
 /** The org a query is about: a key's own org, or for the admin the one asked for (null = all). */
-function orgScope(c: Context<AppEnv>, requested: string | undefined): string | null {
+export function orgScope(c: Context<AppEnv>, requested: string | undefined): string | null {
   const viewer = c.var.viewer;
   if (viewer.role === 'admin') return requested ?? null;
   if (requested !== undefined && requested !== viewer.orgId) throw new OrgAccessError(requested);
@@ -76,7 +78,7 @@ function request(r: RequestRow) {
   };
 }
 
-function key(k: KeyListing) {
+function key(k: KeyListing, controls?: KeyControls) {
   return {
     id: k.id,
     org_id: k.orgId,
@@ -86,6 +88,9 @@ function key(k: KeyListing) {
     created_at: k.createdAt,
     expires_at: k.expiresAt,
     revoked_at: k.revokedAt,
+    /** The key's spend cap with this period's spend, and its model allowlist (null: none). */
+    budget: controls?.budget ?? null,
+    allowed_models: controls?.allowed_models ?? null,
   };
 }
 
@@ -174,7 +179,9 @@ export const usage = new Hono<AppEnv>()
 
   .get('/keys', validated('query', schemas.orgOnly), async (c) => {
     const orgId = orgScope(c, c.req.valid('query').org);
-    return c.json({ object: 'list', data: (await listKeys(c.env.DB, orgId)).map(key) });
+    const keys = await listKeys(c.env.DB, orgId);
+    const controls = await keyControls(c.env, keys.filter((k) => k.revokedAt === null));
+    return c.json({ object: 'list', data: keys.map((k) => key(k, controls.get(k.id))) });
   })
 
   .post('/keys', validated('json', schemas.createKey), async (c) => {

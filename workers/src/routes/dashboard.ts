@@ -19,6 +19,8 @@ import chartsJs from '../dashboard/assets/charts.js';
 import downloadsJs from '../dashboard/assets/downloads.js';
 import formatJs from '../dashboard/assets/format.js';
 import keysJs from '../dashboard/assets/keys.js';
+import keyControlsJs from '../dashboard/assets/key-controls.js';
+import alertsJs from '../dashboard/assets/alerts.js';
 import sessionJs from '../dashboard/assets/session.js';
 import stateJs from '../dashboard/assets/state.js';
 import tablesJs from '../dashboard/assets/tables.js';
@@ -40,6 +42,8 @@ const ASSETS: Record<string, { body: string; type: string }> = {
   'downloads.js': { body: downloadsJs, type: 'text/javascript; charset=utf-8' },
   'format.js': { body: formatJs, type: 'text/javascript; charset=utf-8' },
   'keys.js': { body: keysJs, type: 'text/javascript; charset=utf-8' },
+  'key-controls.js': { body: keyControlsJs, type: 'text/javascript; charset=utf-8' },
+  'alerts.js': { body: alertsJs, type: 'text/javascript; charset=utf-8' },
   'session.js': { body: sessionJs, type: 'text/javascript; charset=utf-8' },
   'state.js': { body: stateJs, type: 'text/javascript; charset=utf-8' },
   'tables.js': { body: tablesJs, type: 'text/javascript; charset=utf-8' },

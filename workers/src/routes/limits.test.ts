@@ -24,6 +24,9 @@ describe('admin API: rate limits', () => {
       plan: 'tier3',
       org: { ...PLANS.tier3, rpm: 42 },
       key: { ...PLANS.tier3, concurrency: 2 },
+      budget: null,
+      allowedModels: null,
+      alerts: null,
     });
   });
 

@@ -3,12 +3,29 @@
  *   x-ratelimit-limit-requests / -remaining-requests / -reset-requests, the same for tokens,
  *   and Retry-After (whole seconds, at least 1) on a 429.
  * Where both the key's and the org's windows apply, each dimension reports the tighter one
- * (fewer remaining), which is the one a client will hit first.
+ * (fewer remaining), which is the one a client will hit first. Where a daily token limit applies
+ * (daily-tokens.ts), x-ratelimit-limit-tokens-day / -remaining-tokens-day / -reset-tokens-day
+ * report the tighter of the key's and the org's days.
  */
+import type { DailyState } from './daily-tokens.ts';
 import type { WindowState } from './lease-window.ts';
 
-export function rateLimitHeaders(states: WindowState[]): Record<string, string> {
+export function rateLimitHeaders(states: WindowState[], daily: DailyState[] = []): Record<string, string> {
   if (states.length === 0) return {};
+  return { ...windowHeaders(states), ...dailyHeaders(daily) };
+}
+
+function dailyHeaders(daily: DailyState[]): Record<string, string> {
+  if (daily.length === 0) return {};
+  const day = daily.reduce((a, b) => (b.remaining < a.remaining ? b : a));
+  return {
+    'x-ratelimit-limit-tokens-day': String(day.limit),
+    'x-ratelimit-remaining-tokens-day': String(day.remaining),
+    'x-ratelimit-reset-tokens-day': formatDuration(day.resetMs),
+  };
+}
+
+function windowHeaders(states: WindowState[]): Record<string, string> {
   const requests = states.reduce((a, b) => (b.remainingRequests < a.remainingRequests ? b : a));
   const tokens = states.reduce((a, b) => (b.remainingTokens < a.remainingTokens ? b : a));
   return {

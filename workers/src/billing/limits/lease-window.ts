@@ -39,7 +39,8 @@ export interface WindowState {
   inFlight: number;
 }
 
-export type RejectReason = 'requests' | 'tokens' | 'concurrency';
+/** 'tokens_per_day' is refused by daily-tokens.ts, never by a window; it shares the 429 path. */
+export type RejectReason = 'requests' | 'tokens' | 'concurrency' | 'tokens_per_day';
 
 export type Admission =
   | { ok: true; duplicate: boolean; state: WindowState }

@@ -1,11 +1,12 @@
 // The dashboard's browser entry: plain DOM + uPlot, no framework, one ES module per view (totals,
-// charts, tables, keys, downloads). Every figure comes from the JSON API (/dashboard/api/*) with the
+// charts, tables, keys, alerts, downloads). Every figure comes from the JSON API (/dashboard/api/*) with the
 // session cookie. This module signs in and out, and loads every view for the chosen org and range.
 import { api, query, SignedOut } from './api.js';
 import { loadBilling, noteCheckoutReturn } from './billing.js';
 import { DAY_MS, HOUR_MS } from './format.js';
 import { renderCharts } from './charts.js';
 import { renderDownloads } from './downloads.js';
+import { loadAlerts } from './alerts.js';
 import { loadKeys } from './keys.js';
 import { guarded, setStatus, showSignIn } from './session.js';
 import { $, state } from './state.js';
@@ -59,7 +60,7 @@ async function refresh() {
   // latency-charts.js is a classic script loaded before this module: it defines window.LatencyCharts.
   window.LatencyCharts.render(latency, from, to, bucket === 'hour' ? HOUR_MS : DAY_MS);
   state.pages = [null];
-  await Promise.all([loadRequests(), loadKeys(), loadBilling()]);
+  await Promise.all([loadRequests(), loadKeys(), loadBilling(), loadAlerts()]);
   renderDownloads();
   setStatus(`Updated ${new Date().toLocaleTimeString()}.`);
   document.body.dataset.loaded = String(Date.now());

@@ -15,3 +15,9 @@ export function usd(micros) {
 }
 export const pct = (rate) => `${(rate * 100).toFixed(1)}%`;
 export const when = (ms) => new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+/** "12.5" / "$0.000001" → integer micro-dollars, by string arithmetic (no float); null when not a amount. */
+export function parseUsd(text) {
+  const m = /^\$?\s*(\d{1,12})(?:\.(\d{0,6}))?$/.exec(text.trim().replace(/,/g, ''));
+  if (!m) return null;
+  return Number(m[1]) * 1_000_000 + Number((m[2] ?? '').padEnd(6, '0'));
+}

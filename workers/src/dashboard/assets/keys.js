@@ -1,6 +1,8 @@
-// The keys view: the org's keys, creating one (shown once), revoking one.
+// The keys view: the org's keys with their budgets and allowed models, creating one (shown once),
+// revoking one, editing another key's limits (key-controls.js).
 import { api, SignedOut } from './api.js';
-import { when } from './format.js';
+import { usd, when } from './format.js';
+import { editKeyControls } from './key-controls.js';
 import { guarded, setStatus, showSignIn } from './session.js';
 import { fillTable } from './tables.js';
 import { $, state } from './state.js';
@@ -18,6 +20,13 @@ export async function loadKeys() {
     { label: 'Scopes', value: (k) => k.scopes.join(' ') },
     { label: 'Created', value: (k) => when(k.created_at) },
     { label: 'Status', key: 'status', value: (k) => (k.revoked_at ? 'revoked' : k.expires_at && k.expires_at <= Date.now() ? 'expired' : 'active') },
+    { label: 'Budget', key: 'budget', value: (k) => (k.budget ? `${usd(k.budget.limit_micros)} / ${k.budget.period}` : 'none') },
+    {
+      label: 'Spent this period',
+      key: 'spent',
+      value: (k) => (k.budget ? `${usd(k.budget.spent_micros)}${k.budget.resets_at ? ` · resets ${when(k.budget.resets_at)}` : ''}` : '–'),
+    },
+    { label: 'Models', key: 'models', value: (k) => (k.allowed_models ? k.allowed_models.join(', ') : 'all') },
   ];
   if (!state.org && state.me.role === 'admin') columns.splice(2, 0, { label: 'Org', value: (k) => k.org_id });
   if (manage) {
@@ -25,13 +34,26 @@ export async function loadKeys() {
       label: 'Action',
       value: (k) => {
         if (k.revoked_at) return '';
+        const cell = document.createElement('span');
+        cell.className = 'row-actions';
+        // A key cannot change its own limits (the API refuses it too).
+        if (!(state.me.role === 'key' && k.id === state.me.key_id)) {
+          const edit = document.createElement('button');
+          edit.type = 'button';
+          edit.className = 'secondary';
+          edit.textContent = 'Limits';
+          edit.setAttribute('aria-label', `Edit budget and models of key ${k.name || k.prefix}`);
+          edit.addEventListener('click', () => editKeyControls(k, loadKeys));
+          cell.append(edit);
+        }
         const b = document.createElement('button');
         b.type = 'button';
         b.className = 'danger';
         b.textContent = 'Revoke';
         b.setAttribute('aria-label', `Revoke key ${k.name || k.prefix}`);
         b.addEventListener('click', () => revoke(k));
-        return b;
+        cell.append(b);
+        return cell;
       },
     });
   }

@@ -53,6 +53,7 @@ export function renderAccount(a) {
         meter(group, 'Tokens', w.tokens_used, w.tpm),
         meter(group, 'In flight now', w.in_flight, w.concurrency),
       );
+      if (w.tpd !== null) box.append(meter(group, 'Tokens today (UTC)', w.tokens_today, w.tpd));
       return box;
     }),
   );
