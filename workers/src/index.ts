@@ -13,6 +13,7 @@ import { trimIdempotencyKeys } from './billing/idempotency.ts';
 import { bumpReadCacheVersion } from './db/read-cache.ts';
 import type { AppEnv } from './env.ts';
 import { ApiError, internalErrorBody, NotFoundError, type OpenAIErrorBody } from './errors.ts';
+import { errorResponse } from './error-response.ts';
 import { adminAuth } from './middleware/admin-auth.ts';
 import { auth } from './middleware/auth.ts';
 import { bodySize } from './middleware/body-size.ts';
@@ -24,7 +25,9 @@ import { adminApi } from './routes/admin-api.ts';
 import { chatCompletions } from './routes/chat-completions.ts';
 import { completions } from './routes/completions.ts';
 import { dashboard } from './routes/dashboard.ts';
+import { messages } from './routes/messages.ts';
 import { models } from './routes/models.ts';
+import { responses } from './routes/responses.ts';
 import { usage } from './routes/dashboard-api.ts';
 import { tokenCount } from './routes/token-count.ts';
 
@@ -49,6 +52,8 @@ app.get('/health', (c) => c.json({ ok: true }));
 app.route('/v1/models', models);
 app.route('/v1/chat/completions', chatCompletions);
 app.route('/v1/completions', completions);
+app.route('/v1/messages', messages);
+app.route('/v1/responses', responses);
 app.route('/v1/tokenizers/estimate-token-count', tokenCount);
 app.route('/admin', adminApi);
 app.route('/dashboard/api', usage);
@@ -56,20 +61,21 @@ app.route('/dashboard', dashboard);
 
 app.notFound((c) => {
   const err = new NotFoundError(`${c.req.method} ${c.req.path}`);
-  return c.json(err.body(), 404);
+  return errorResponse(c, 404, err.body());
 });
 
 app.onError((err, c) => {
-  if (err instanceof ApiError) return c.json(err.body(), err.status, err.headers);
+  if (err instanceof ApiError) return errorResponse(c, err.status, err.body(), err.headers);
   // hono's own HTTP errors (malformed JSON body, bad content type) are client errors too.
   if (err instanceof HTTPException && err.status < 500) {
     const body: OpenAIErrorBody = { error: { message: err.message, type: 'invalid_request_error', param: null, code: null } };
-    return c.json(body, err.status);
+    return errorResponse(c, err.status, body);
   }
   const id = c.var.requestId ?? 'unknown';
   console.error(`request ${id} failed:`, err);
-  return c.json(internalErrorBody(id), 500);
+  return errorResponse(c, 500, internalErrorBody(id));
 });
+
 
 /** After a successful admin write, this isolate forgets its cached reads (db/read-cache.ts). */
 function invalidateReadsOnWrite(): MiddlewareHandler<AppEnv> {
