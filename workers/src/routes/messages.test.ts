@@ -8,6 +8,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { env, SELF } from 'cloudflare:test';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
+import { k2TinyTokenizer } from '../../../shared/tokenizer/index.ts';
 import { ledgerEntryForRequest, usageEventsForRequest } from '../billing/ledger.ts';
 import { database, priceAt } from '../db/queries.ts';
 import { adminFetch, createTenant, eventually, expectReconciled, useTestNode, type Tenant } from '../../test/fixtures.ts';
@@ -128,6 +129,62 @@ describe('Messages API on our node pool', () => {
       .catch((e: unknown) => e);
     expect(forced).toBeInstanceOf(Anthropic.BadRequestError);
     expect((forced as Error).message).toContain('tool_choice');
+    await expectReconciled(tenant.orgId);
+  });
+});
+
+describe('Messages streams that end early', () => {
+  it('a client that hangs up mid-stream is billed only the tokens sent', async () => {
+    const maxTokens = 48;
+    const res = await SELF.fetch('http://edge.test/v1/messages', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': tenant.key, 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({ model: 'k2-tiny', max_tokens: maxTokens, temperature: 0, stream: true, messages: [{ role: 'user', content: 'Tell me a long story.' }] }),
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let received = '';
+    // message_start, the block start and a few text deltas, then hang up.
+    while ((received.match(/event: content_block_delta/g) ?? []).length < 3) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      received += decoder.decode(value, { stream: true });
+    }
+    await reader.cancel();
+    const requestId = res.headers.get('x-request-id')!;
+    const db = database(env.DB);
+    const [row] = await eventually(async () => {
+      const r = await usageEventsForRequest(db, requestId);
+      return r.length > 0 ? r : undefined;
+    });
+    expect(row).toMatchObject({ status: 'cancelled', endpoint: 'messages' });
+    expect(row.completionTokens).toBeGreaterThanOrEqual(3);
+    expect(row.completionTokens).toBeLessThan(maxTokens);
+    expect(row.costMicros).toBe(costMicros((await priceAt(db, 'k2-tiny', row.startedAt))!, row));
+    expect((await ledgerEntryForRequest(db, requestId))!.amountMicros).toBe(-row.costMicros);
+  });
+
+  it('an upstream cut mid-answer ends the stream with an Anthropic error event; what was sent is billed once', async () => {
+    const tag = `cut${Date.now().toString(36)}`;
+    const model = 'kimi-k2-instruct';
+    const current = (await (await adminFetch(`/models/${model}/backends`)).json()) as { backends: { name: string }[] };
+    for (const b of current.backends) await adminFetch(`/models/${model}/backends/${b.name}`, undefined, 'DELETE');
+    await adminFetch(`/models/${model}/backends`, { name: 'cut', kind: 'openai', base_url: `${inject('fakeUpstreamUrl')}/cut/${tag}/v1`, upstream_model: 'up' });
+    const stream = anthropic.messages.stream({ model, max_tokens: 20, messages: [{ role: 'user', content: 'x' }] });
+    let text = '';
+    stream.on('text', (t) => (text += t));
+    const err = await stream.finalMessage().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.APIError);
+    expect((err as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+    expect(text).toBe('Partial answer');
+    const requestId = stream.currentMessage!.id.replace(/^msg_/, '');
+    const rows = await eventually(async () => {
+      const r = await usageEventsForRequest(database(env.DB), requestId);
+      return r.length > 0 ? r : undefined;
+    });
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ status: 'failed', estimated: 1, endpoint: 'messages', completionTokens: k2TinyTokenizer().encode('Partial answer').length });
     await expectReconciled(tenant.orgId);
   });
 });

@@ -8,6 +8,7 @@ import { env, SELF } from 'cloudflare:test';
 import OpenAI from 'openai';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { costMicros } from '../../../shared/pricing.ts';
+import { k2TinyTokenizer } from '../../../shared/tokenizer/index.ts';
 import { ledgerEntryForRequest, usageEventsForRequest } from '../billing/ledger.ts';
 import { database, priceAt } from '../db/queries.ts';
 import { adminFetch, createTenant, eventually, expectReconciled, useTestNode, type Tenant } from '../../test/fixtures.ts';
@@ -93,6 +94,27 @@ describe('Responses API on our node pool', () => {
 });
 
 describe('Responses API through an OpenAI-compatible upstream', () => {
+  it('an upstream cut mid-answer ends the stream with response.failed; what was sent is billed once', async () => {
+    const tag = `cut${Date.now().toString(36)}`;
+    const model = 'kimi-k2-instruct';
+    const current = (await (await adminFetch(`/models/${model}/backends`)).json()) as { backends: { name: string }[] };
+    for (const b of current.backends) await adminFetch(`/models/${model}/backends/${b.name}`, undefined, 'DELETE');
+    await adminFetch(`/models/${model}/backends`, { name: 'cut', kind: 'openai', base_url: `${inject('fakeUpstreamUrl')}/cut/${tag}/v1`, upstream_model: 'up' });
+    const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const e of await openai.responses.create({ model, input: 'x', max_output_tokens: 20, stream: true })) events.push(e);
+    const last = events.at(-1) as OpenAI.Responses.ResponseFailedEvent;
+    expect(last.type).toBe('response.failed');
+    expect(last.response).toMatchObject({ status: 'failed', error: { code: 'server_error' } });
+    const text = events.filter((e): e is OpenAI.Responses.ResponseTextDeltaEvent => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
+    expect(text).toBe('Partial answer');
+    const rows = await eventually(async () => {
+      const r = await usageEventsForRequest(database(env.DB), last.response.id.replace(/^resp_/, ''));
+      return r.length > 0 ? r : undefined;
+    });
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ status: 'failed', estimated: 1, endpoint: 'responses', completionTokens: k2TinyTokenizer().encode('Partial answer').length });
+  });
+
   it('a function-call round trip: function_call → function_call_output → answer, each billed once', async () => {
     const tag = `resp${Date.now().toString(36)}`;
     const upstream = `${inject('fakeUpstreamUrl')}/tool-loop/${tag}/v1`;
