@@ -48,7 +48,7 @@ describe('Anthropic and OpenAI agent SDKs → worker → GPU node / upstream →
     applyLocalMigrations(persistTo);
     worker = await startLocalWorker({ adminToken: ADMIN_TOKEN, nodeUrl: node.url, nodeSecret: node.secret, persistTo });
     const tenant = await seedTenant(worker.url, ADMIN_TOKEN, 'agents', 5_000_000);
-    // Anthropic's client sends x-api-key; OpenAI's sends Authorization: Bearer. Same key.
+    // Both clients send the key as Authorization: Bearer (this Anthropic SDK does; Claude Code may send x-api-key, covered in workers/src/routes/messages.test.ts).
     anthropic = new Anthropic({ apiKey: tenant.key, baseURL: worker.url, maxRetries: 0 });
     openai = new OpenAI({ apiKey: tenant.key, baseURL: `${worker.url}/v1`, maxRetries: 0 });
     const added = await admin(`/models/${UPSTREAM_MODEL}/backends`, { name: 'fake', kind: 'openai', base_url: `${upstream.url}/tool-loop/e2e/v1`, upstream_model: 'up' });

@@ -79,6 +79,13 @@ describe('Messages API on our node pool', () => {
     const msg = await anthropic.messages.create({ ...prompt, max_tokens: 1, ...greedy });
     expect(counted.input_tokens).toBeGreaterThan(10);
     expect(msg.usage.input_tokens + (msg.usage.cache_read_input_tokens ?? 0)).toBe(counted.input_tokens);
+    // The same prompt as a chat request: K2's template renders the system prompt and the turn identically.
+    const chat = await SELF.fetch('http://edge.test/v1/tokenizers/estimate-token-count', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${tenant.key}` },
+      body: JSON.stringify({ model: 'k2-tiny', messages: [{ role: 'system', content: prompt.system }, ...prompt.messages] }),
+    });
+    expect(((await chat.json()) as { data: { total_tokens: number } }).data.total_tokens).toBe(counted.input_tokens);
   });
 
   it('a repeated long prompt is read from the prefix cache and billed at the hit price', async () => {
