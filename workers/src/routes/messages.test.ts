@@ -100,6 +100,13 @@ describe('Messages API on our node pool', () => {
     const noKey = await SELF.fetch('http://edge.test/v1/messages', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(noKey.status).toBe(401);
     expect(await noKey.json()).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
+    // Anthropic's own header (Claude Code sends its key this way).
+    const viaHeader = await SELF.fetch('http://edge.test/v1/messages/count_tokens', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': tenant.key, 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({ model: 'k2-tiny', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(viaHeader.status).toBe(200);
     await expect(client('sk-wrong-key-0000000000000000').messages.create({ model: 'k2-tiny', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(Anthropic.AuthenticationError);
 
     const unknown = await anthropic.messages.create({ model: 'k2-tiny', max_tokens: 1, messages: [{ role: 'user', content: 'x' }], container: 'c1' } as never).catch((e: unknown) => e);
