@@ -11,6 +11,8 @@
  *   cut         200, one content chunk, then the body ends without finish_reason or [DONE]
  *   usage-vllm      as ok, with vLLM's usage: prompt_tokens_details null, completion_tokens_details.reasoning_tokens
  *   usage-deepseek  as ok, with DeepSeek's usage: prompt_cache_hit_tokens / prompt_cache_miss_tokens
+ *   tool-loop   as ok, but a request whose last message is a tool result gets a plain text answer
+ *               (FAKE_ANSWER.afterTool, finish_reason stop): the end of a tool round trip
  * GET {url}/requests/{tag} → the JSON bodies this tag received, in order (plus `_authorization`).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -27,6 +29,8 @@ export const FAKE_ANSWER = {
   content: 'Checking.',
   tool: { id: 'call_1', name: 'get_weather', arguments: '{"city":"Paris"}' },
   usage: { prompt_tokens: 40, completion_tokens: 12, total_tokens: 52, prompt_tokens_details: { cached_tokens: 32 } },
+  /** The tool-loop scenario's answer once the tool result came back. */
+  afterTool: 'Sunny and 21 degrees in Paris.',
 };
 
 function readBody(req: IncomingMessage): Promise<string> {
@@ -45,24 +49,28 @@ export const USAGE_DIALECTS: Record<string, Record<string, unknown>> = {
   'usage-deepseek': { prompt_tokens: 40, completion_tokens: 12, total_tokens: 52, prompt_cache_hit_tokens: 32, prompt_cache_miss_tokens: 8 },
 };
 
-function answer(res: ServerResponse, body: Record<string, unknown>, usage: Record<string, unknown>): void {
+function answer(res: ServerResponse, body: Record<string, unknown>, usage: Record<string, unknown>, afterTool = false): void {
   const base = { id: 'up-1', created: 1, model: String(body.model) };
   const { reasoning, content, tool } = FAKE_ANSWER;
   if (body.stream !== true) {
-    const message = { role: 'assistant', content, reasoning_content: reasoning, tool_calls: [{ id: tool.id, type: 'function', function: { name: tool.name, arguments: tool.arguments } }] };
+    const message = afterTool
+      ? { role: 'assistant', content: FAKE_ANSWER.afterTool }
+      : { role: 'assistant', content, reasoning_content: reasoning, tool_calls: [{ id: tool.id, type: 'function', function: { name: tool.name, arguments: tool.arguments } }] };
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message, finish_reason: 'tool_calls' }], usage }));
+    res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message, finish_reason: afterTool ? 'stop' : 'tool_calls' }], usage }));
     return;
   }
   const chunk = (delta: unknown, finish: string | null = null) => ({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] });
-  const events: unknown[] = [
-    chunk({ role: 'assistant', content: '' }),
-    chunk({ reasoning_content: reasoning }),
-    chunk({ content }),
-    chunk({ tool_calls: [{ index: 0, id: tool.id, type: 'function', function: { name: tool.name, arguments: '' } }] }),
-    chunk({ tool_calls: [{ index: 0, function: { arguments: tool.arguments } }] }),
-    chunk({}, 'tool_calls'),
-  ];
+  const events: unknown[] = afterTool
+    ? [chunk({ role: 'assistant', content: '' }), chunk({ content: FAKE_ANSWER.afterTool }), chunk({}, 'stop')]
+    : [
+        chunk({ role: 'assistant', content: '' }),
+        chunk({ reasoning_content: reasoning }),
+        chunk({ content }),
+        chunk({ tool_calls: [{ index: 0, id: tool.id, type: 'function', function: { name: tool.name, arguments: '' } }] }),
+        chunk({ tool_calls: [{ index: 0, function: { arguments: tool.arguments } }] }),
+        chunk({}, 'tool_calls'),
+      ];
   const wantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
   if (wantsUsage) events.push({ ...base, object: 'chat.completion.chunk', choices: [], usage });
   res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -100,7 +108,9 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       // also reports the lost connection as an unhandled rejection, which fails a vitest run.)
       setTimeout(() => res.end(), 50);
     } else {
-      answer(res, body, USAGE_DIALECTS[scenario] ?? FAKE_ANSWER.usage);
+      const messages = Array.isArray(body.messages) ? (body.messages as { role?: unknown }[]) : [];
+      const afterTool = scenario === 'tool-loop' && messages.at(-1)?.role === 'tool';
+      answer(res, body, USAGE_DIALECTS[scenario] ?? FAKE_ANSWER.usage, afterTool);
     }
   });
   server.listen(0, '127.0.0.1');

@@ -42,7 +42,7 @@ export class InvalidRequestError extends ApiError {
 
 export class MissingApiKeyError extends ApiError {
   constructor() {
-    super(401, 'Missing API key. Send it as "Authorization: Bearer sk-...".', {
+    super(401, 'Missing API key. Send it as "Authorization: Bearer sk-..." (or "x-api-key: sk-...").', {
       type: 'invalid_request_error',
       code: 'missing_api_key',
     });

@@ -15,6 +15,7 @@ import { trimIdempotencyKeys } from './billing/idempotency.ts';
 import { bumpReadCacheVersion } from './db/read-cache.ts';
 import type { AppEnv } from './env.ts';
 import { ApiError, internalErrorBody, NotFoundError, type OpenAIErrorBody } from './errors.ts';
+import { errorResponse } from './error-response.ts';
 import { adminAuth } from './middleware/admin-auth.ts';
 import { auth } from './middleware/auth.ts';
 import { bodySize } from './middleware/body-size.ts';
@@ -29,7 +30,9 @@ import { completions } from './routes/completions.ts';
 import { key } from './routes/key.ts';
 import { dashboard } from './routes/dashboard.ts';
 import { dashboardBilling } from './routes/dashboard-billing.ts';
+import { messages } from './routes/messages.ts';
 import { models } from './routes/models.ts';
+import { responses } from './routes/responses.ts';
 import { usage } from './routes/dashboard-api.ts';
 import { stripeWebhook } from './routes/stripe-webhook.ts';
 import { dashboardSpendControls } from './routes/dashboard-spend-controls.ts';
@@ -60,6 +63,8 @@ app.route('/v1/models', models);
 app.route('/v1/key', key);
 app.route('/v1/chat/completions', chatCompletions);
 app.route('/v1/completions', completions);
+app.route('/v1/messages', messages);
+app.route('/v1/responses', responses);
 app.route('/v1/tokenizers/estimate-token-count', tokenCount);
 app.route('/v1/billing/checkout', billingCheckout);
 // Authenticated by Stripe's signature over the body, not by an API key.
@@ -72,20 +77,21 @@ app.route('/dashboard', dashboard);
 
 app.notFound((c) => {
   const err = new NotFoundError(`${c.req.method} ${c.req.path}`);
-  return c.json(err.body(), 404);
+  return errorResponse(c, 404, err.body());
 });
 
 app.onError((err, c) => {
-  if (err instanceof ApiError) return c.json(err.body(), err.status, err.headers);
+  if (err instanceof ApiError) return errorResponse(c, err.status, err.body(), err.headers);
   // hono's own HTTP errors (malformed JSON body, bad content type) are client errors too.
   if (err instanceof HTTPException && err.status < 500) {
     const body: OpenAIErrorBody = { error: { message: err.message, type: 'invalid_request_error', param: null, code: null } };
-    return c.json(body, err.status);
+    return errorResponse(c, err.status, body);
   }
   const id = c.var.requestId ?? 'unknown';
   console.error(`request ${id} failed:`, err);
-  return c.json(internalErrorBody(id), 500);
+  return errorResponse(c, 500, internalErrorBody(id));
 });
+
 
 /** After a successful admin write, this isolate forgets its cached reads (db/read-cache.ts). */
 function invalidateReadsOnWrite(): MiddlewareHandler<AppEnv> {

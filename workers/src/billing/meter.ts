@@ -22,7 +22,7 @@ export interface MeterInfo {
   orgId: string;
   keyId: string;
   modelId: string;
-  endpoint: 'chat.completions' | 'completions';
+  endpoint: 'chat.completions' | 'completions' | 'messages' | 'responses';
   /** The price in force when the request started; a later price change does not touch it. */
   price: PriceRow;
   startedAt: number;

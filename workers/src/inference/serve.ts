@@ -9,12 +9,13 @@
  */
 import type { Context } from 'hono';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
-import { chatStopTokenIds } from '../../../shared/tokenizer/index.ts';
+import { chatStopTokenIds, parseOutput } from '../../../shared/tokenizer/index.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { UsageMeter } from '../billing/meter.ts';
 import { database, nodeUrlsForPool } from '../db/queries.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, UpstreamUnavailableError } from '../errors.ts';
+import { endReason, nodeEventFormatter, parsedFromChatMessage, type ApiFormat, type RenderContext } from '../formats/api-format.ts';
 import { chatChunks, chatCompletion } from '../formats/chat.ts';
 import { completionChunks, textCompletion } from '../formats/completion.ts';
 import { cancelGeneration, type NodeGeneration } from '../node-client.ts';
@@ -28,6 +29,7 @@ import { openStream, requestJson, resolveApiKey, type UpstreamStream } from '../
 import type { CountedPrompt, UpstreamRequest } from '../upstreams/prompt.ts';
 import { relayJson, relayStream, type RelayContext } from '../upstreams/relay.ts';
 import type { Generation, ModelTarget } from './generation.ts';
+import type { OpenAIUsage } from './openai-usage.ts';
 import { samplingParams } from './sampling.ts';
 import { collect, sseResponse } from './stream.ts';
 
@@ -52,9 +54,10 @@ export async function serve(c: Context<AppEnv>, target: ModelTarget, startedAt: 
   const requestId = c.var.requestId;
   const { promptTokenIds, maxTokens, tokenizer, exact } = prompt;
   const chat = req.endpoint === 'chat.completions';
+  const endpoint = req.endpoint === 'chat.completions' && req.format ? req.format.endpoint : req.endpoint;
   const meter = new UsageMeter(
     c.env,
-    { requestId, orgId: c.var.apiKey.orgId, keyId: c.var.apiKey.id, modelId: target.model.id, endpoint: req.endpoint, price: target.price, startedAt },
+    { requestId, orgId: c.var.apiKey.orgId, keyId: c.var.apiKey.id, modelId: target.model.id, endpoint, price: target.price, startedAt },
     promptTokenIds.length,
     c.var.billing,
   );
@@ -148,6 +151,7 @@ async function respond(c: Context<AppEnv>, req: UpstreamRequest, s: Served, open
   const created = Math.floor(s.startedAt / 1000);
   const includeUsage = req.body.stream_options?.include_usage === true;
   const chat = req.endpoint === 'chat.completions';
+  if (req.endpoint === 'chat.completions' && req.format) return respondTranslated(c, req.format, req.body.stream === true, s, created, opened);
   if (opened.kind === 'node') {
     const gen = nodeGeneration(s, created, opened.node, opened.replayed);
     if (req.body.stream) return sseResponse(c, gen, chat ? chatChunks(gen, includeUsage) : completionChunks(gen, includeUsage));
@@ -165,6 +169,24 @@ async function respond(c: Context<AppEnv>, req: UpstreamRequest, s: Served, open
   };
   if (opened.kind === 'stream') return relayStream(c, rc, opened.stream, includeUsage);
   return c.json(relayJson(c, rc, opened.body));
+}
+
+/** A translated API (Anthropic Messages, Responses): the same generation, rendered by its format. */
+async function respondTranslated(c: Context<AppEnv>, format: ApiFormat, stream: boolean, s: Served, created: number, opened: Opened): Promise<Response> {
+  const ctx: RenderContext = { requestId: s.requestId, created, model: s.target.model.id, countTokens: (text) => (text ? s.tokenizer.encode(text).length : 0) };
+  if (opened.kind === 'node') {
+    const gen = nodeGeneration(s, created, opened.node, opened.replayed);
+    if (stream) return sseResponse(c, gen, nodeEventFormatter(format.events(ctx)));
+    const out = await collect(c, gen);
+    return c.json(format.json(ctx, { output: parseOutput(out.text), end: endReason(out.finishReason), usage: out.usage }));
+  }
+  const rc: RelayContext = { id: s.requestId, chunkObject: 'chat.completion.chunk', created, model: s.target.model.id, meter: s.meter, promptTokens: s.promptTokens, tokenizer: s.tokenizer };
+  if (opened.kind === 'stream') return relayStream(c, rc, opened.stream, false, format.events(ctx));
+  const body = relayJson(c, rc, opened.body);
+  const choice = (Array.isArray(body.choices) ? body.choices[0] : undefined) as { message?: unknown; finish_reason?: unknown } | undefined;
+  const billed = body.usage as OpenAIUsage;
+  const usage = { prompt_tokens: billed.prompt_tokens, cached_tokens: billed.prompt_tokens_details.cached_tokens, completion_tokens: billed.completion_tokens };
+  return c.json(format.json(ctx, { output: parsedFromChatMessage(choice?.message), end: endReason(choice?.finish_reason), usage }));
 }
 
 /** The Generation inference/stream.ts expects, for a request our own pool accepted (or the response cache replayed). */

@@ -1,6 +1,8 @@
 /**
- * Turns a node generation into OpenAI SSE (`data: {...}\n\n` … `data: [DONE]\n\n`) or into one
- * collected result, metering either way. Endpoint-specific JSON comes from a small formatter.
+ * Turns a node generation into SSE or into one collected result, metering either way.
+ * Endpoint-specific JSON comes from a small formatter; the framing is OpenAI's (`data: {...}\n\n`
+ * … `data: [DONE]\n\n`) or, for a `named` formatter, Anthropic's and the Responses API's
+ * (`event: <type>\ndata: {...}\n\n`, no [DONE]).
  */
 import type { Context } from 'hono';
 import type { FinishReason, Usage } from '../../../shared/protocol.ts';
@@ -15,10 +17,16 @@ export interface ChunkFormatter {
   text(text: string): unknown[];
   /** The last chunks: finish_reason, then usage when the client asked for it. */
   finish(reason: FinishReason, usage: Usage): unknown[];
+  /** Chunks are objects with a `type`, each sent as `event: <type>`; the stream ends without [DONE]. */
+  named?: boolean;
+  /** The events that report a failure after the headers went out (default: OpenAI's error body). */
+  error?(message: string): unknown[];
 }
 
 const encoder = new TextEncoder();
 const sse = (data: unknown) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+/** A named event: its `type` is the SSE event name, as Anthropic and the Responses API send them. */
+export const namedSse = (event: { type: string }) => encoder.encode(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
 
 /**
  * A pull-driven stream (highWaterMark 0): the node is read only when the client reads, so the
@@ -29,6 +37,7 @@ const sse = (data: unknown) => encoder.encode(`data: ${typeof data === 'string' 
 export function sseResponse(c: Context<AppEnv>, gen: Generation, fmt: ChunkFormatter): Response {
   const { meter, node } = gen;
   const record = (p: Promise<unknown>) => c.executionCtx.waitUntil(p);
+  const frame = (chunk: unknown) => (fmt.named ? namedSse(chunk as { type: string }) : sse(chunk));
   let opened = false;
   let ended = false;
   let gone = false;
@@ -45,7 +54,7 @@ export function sseResponse(c: Context<AppEnv>, gen: Generation, fmt: ChunkForma
       async pull(controller) {
         if (!opened) {
           opened = true;
-          for (const chunk of fmt.start()) controller.enqueue(sse(chunk));
+          for (const chunk of fmt.start()) controller.enqueue(frame(chunk));
           return;
         }
         try {
@@ -58,17 +67,17 @@ export function sseResponse(c: Context<AppEnv>, gen: Generation, fmt: ChunkForma
             } else if (ev.type === 'tokens') {
               meter.sent(ev.token_ids.length);
               const chunks = fmt.text(ev.text);
-              for (const chunk of chunks) controller.enqueue(sse(chunk));
+              for (const chunk of chunks) controller.enqueue(frame(chunk));
               if (chunks.length > 0) return;
             } else if (ev.type === 'finish') {
-              for (const chunk of fmt.finish(ev.finish_reason, ev.usage)) controller.enqueue(sse(chunk));
-              controller.enqueue(sse('[DONE]'));
+              for (const chunk of fmt.finish(ev.finish_reason, ev.usage)) controller.enqueue(frame(chunk));
+              if (!fmt.named) controller.enqueue(sse('[DONE]'));
               controller.close();
               ended = true;
               record(meter.finish('completed', ev.finish_reason, ev.usage));
               return;
             } else {
-              failStream(controller, ev.message);
+              failStream(controller, fmt, ev.message);
               ended = true;
               record(meter.finish('failed', 'error', ev.usage));
               return;
@@ -80,7 +89,7 @@ export function sseResponse(c: Context<AppEnv>, gen: Generation, fmt: ChunkForma
           ended = true;
           // After the headers went out the only way to report is one error event, then close.
           console.error(`stream ${gen.requestId}: ${String(err)}`);
-          failStream(controller, 'the GPU node connection failed');
+          failStream(controller, fmt, 'the GPU node connection failed');
           record(meter.finish('failed', 'error'));
         }
       },
@@ -101,9 +110,10 @@ export function sseResponse(c: Context<AppEnv>, gen: Generation, fmt: ChunkForma
   });
 }
 
-function failStream(controller: ReadableStreamDefaultController<Uint8Array>, message: string): void {
+function failStream(controller: ReadableStreamDefaultController<Uint8Array>, fmt: ChunkFormatter, message: string): void {
   const err = new UpstreamError(message);
-  controller.enqueue(sse(err.body()));
+  if (fmt.error) for (const event of fmt.error(err.message)) controller.enqueue(fmt.named ? namedSse(event as { type: string }) : sse(event));
+  else controller.enqueue(sse(err.body()));
   controller.close();
 }
 

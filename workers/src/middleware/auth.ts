@@ -10,7 +10,8 @@ export interface AuthVariables {
 }
 
 /**
- * Authenticates `Authorization: Bearer sk-...` against the hashed keys in D1 (cached in the isolate:
+ * Authenticates `Authorization: Bearer sk-...` (or `x-api-key: sk-...`, the header Anthropic's
+ * clients send; Bearer wins when both are present) against the hashed keys in D1 (cached in the isolate:
  * db/read-cache.ts states how soon a revocation is seen). 401 when the header is missing or the key
  * unknown; 403 when it is revoked or expired.
  *
@@ -19,10 +20,18 @@ export interface AuthVariables {
  */
 export function auth({ now = () => Date.now() }: { now?: () => number } = {}): MiddlewareHandler<AppEnv> {
   return async function auth(c, next) {
-    const header = c.req.header('authorization') ?? '';
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) throw new MissingApiKeyError();
-    const presented = match[1];
+    const header = c.req.header('authorization');
+    const apiKeyHeader = c.req.header('x-api-key')?.trim();
+    let presented: string;
+    if (header !== undefined) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+      if (!match) throw new MissingApiKeyError();
+      presented = match[1];
+    } else if (apiKeyHeader) {
+      presented = apiKeyHeader;
+    } else {
+      throw new MissingApiKeyError();
+    }
     if (!presented.startsWith(KEY_PREFIX) || presented.length <= PREFIX_LENGTH) throw new InvalidApiKeyError();
 
     // The prefix narrows the rows; the hash comparison (constant time) is what authenticates.

@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { AppEnv } from '../env.ts';
+import { errorResponse } from '../error-response.ts';
 import { PayloadTooLargeError } from '../errors.ts';
 
 /**
@@ -12,7 +13,7 @@ import { PayloadTooLargeError } from '../errors.ts';
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 /**
- * 413 in the OpenAI error shape for a body over `maxBytes`. hono's bodyLimit trusts a
+ * 413 in the called API's error shape (OpenAI's, or Anthropic's under /v1/messages) for a body over `maxBytes`. hono's bodyLimit trusts a
  * Content-Length header when present and otherwise counts the streamed bytes, so a chunked body
  * that lies by omission is cut off at the limit too.
  *
@@ -26,7 +27,7 @@ export function bodySize({ maxBytes = MAX_BODY_BYTES }: { maxBytes?: number } = 
     // throw would become an unhandled rejection instead of reaching app.onError.
     onError: (c) => {
       const err = new PayloadTooLargeError(maxBytes);
-      return c.json(err.body(), err.status);
+      return errorResponse(c, err.status, err.body());
     },
   });
   return async function bodySize(c, next) {

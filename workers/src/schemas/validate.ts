@@ -13,6 +13,11 @@ export function jsonBody<T extends ZodType>(schema: T) {
   return zValidator('json', schema, (result) => {
     if (result.success) return;
     const issue = result.error.issues[0];
+    // A strict object's unknown field: name the field itself, so the client sees what to remove.
+    if (issue.code === 'unrecognized_keys') {
+      const param = [...issue.path, issue.keys[0]].join('.');
+      throw new InvalidRequestError(`'${param}' is not a supported parameter; remove it`, param, 'unsupported_parameter');
+    }
     const param = issue.path.length ? issue.path.join('.') : null;
     throw new InvalidRequestError(param ? `${param}: ${issue.message}` : issue.message, param);
   });

@@ -8,13 +8,15 @@
  */
 import { k2TinyTokenizer, renderChat } from '../../../shared/tokenizer/index.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
+import type { ApiFormat } from '../formats/api-format.ts';
 import type { ModelTarget } from '../inference/generation.ts';
 import { ContextLengthError, UpstreamUnavailableError } from '../errors.ts';
 import { edgeTokenizer } from '../inference/tokenizers.ts';
 import type { ChatCompletionRequest, CompletionRequest } from '../schemas/openai.ts';
 
 export type UpstreamRequest =
-  | { endpoint: 'chat.completions'; body: ChatCompletionRequest }
+  /** `format`: a translated API (Anthropic Messages, OpenAI Responses) whose body became this chat body; it renders the answer. */
+  | { endpoint: 'chat.completions'; body: ChatCompletionRequest; format?: ApiFormat }
   | { endpoint: 'completions'; body: CompletionRequest };
 
 /** OpenAI's default for the legacy endpoint, as routes/completions.ts applies it. */

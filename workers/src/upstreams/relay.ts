@@ -13,7 +13,9 @@ import type { FinishReason, Usage } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import type { AppEnv } from '../env.ts';
 import { UpstreamError } from '../errors.ts';
+import { ChatDeltaReader, endReason, type EventRenderer } from '../formats/api-format.ts';
 import { openAIUsage } from '../inference/openai-usage.ts';
+import { namedSse } from '../inference/stream.ts';
 import type { UsageMeter } from '../billing/meter.ts';
 import type { UpstreamStream } from './openai-client.ts';
 import { cacheHitsReported, clientUsage, estimateUsage, generatedText, mapUpstreamUsage } from './upstream-usage.ts';
@@ -63,8 +65,10 @@ export function relayJson(c: Context<AppEnv>, rc: RelayContext, body: Record<str
 /**
  * Streaming: the accepted upstream stream as our SSE. With include_usage the client gets one usage
  * chunk before [DONE] (the upstream's, or our estimate); without it, upstream usage chunks are dropped.
+ * With a `renderer` (a translated API: Anthropic Messages, Responses) the chunks' deltas are read into
+ * K2's output deltas and the renderer's named events go out instead, ending with the billed usage.
  */
-export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamStream, includeUsage: boolean): Response {
+export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamStream, includeUsage: boolean, renderer?: EventRenderer): Response {
   const { meter } = rc;
   const record = (p: Promise<unknown>) => c.executionCtx.waitUntil(p);
   let sentText = '';
@@ -73,6 +77,11 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
   let finishReason: unknown = null;
   let pending: string | undefined = up.first;
   let ended = false;
+  const deltas = new ChatDeltaReader();
+  let rendererStarted = false;
+  const emit = (controller: ReadableStreamDefaultController<Uint8Array>, events: readonly { type: string }[]) => {
+    for (const event of events) controller.enqueue(namedSse(event));
+  };
 
   function disconnected() {
     if (ended) return;
@@ -86,8 +95,8 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
     record(meter.finish('cancelled', 'cancelled'));
   }
 
-  /** Our version of one upstream chunk, or null when it carries nothing for this client. */
-  function rewrite(chunk: Chunk): Chunk | null {
+  /** Our version of one upstream chunk (or a translated API's events for it); null when it carries nothing for this client. */
+  function rewrite(chunk: Chunk): Chunk | { type: string }[] | null {
     const usage = mapUpstreamUsage(chunk.usage);
     if (usage) {
       upstreamUsage = usage;
@@ -98,6 +107,10 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
       sentText += generatedText(choice);
       const reason = (choice as { finish_reason?: unknown }).finish_reason;
       if (reason != null) finishReason = reason;
+    }
+    if (renderer) {
+      const events = choices.flatMap((choice) => renderer.push(deltas.read((choice as { delta?: unknown }).delta)));
+      return events.length > 0 ? events : null;
     }
     // The usage chunk is sent by us at the end (the upstream's or our estimate), never passed through.
     if (choices.length === 0) return null;
@@ -110,6 +123,12 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
   function end(controller: ReadableStreamDefaultController<Uint8Array>) {
     ended = true;
     const usage = billed(rc, upstreamUsage, sentText, upstreamRawUsage);
+    if (renderer) {
+      emit(controller, renderer.finish(endReason(finishReason), usage));
+      controller.close();
+      record(meter.finish('completed', meterReason(finishReason), usage));
+      return;
+    }
     if (includeUsage) controller.enqueue(sse({ id: rc.id, object: rc.chunkObject, created: rc.created, model: rc.model, choices: [], usage: clientUsage(openAIUsage(usage), upstreamRawUsage) }));
     controller.enqueue(sse('[DONE]'));
     controller.close();
@@ -122,7 +141,9 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
     up.events.close();
     // After the headers went out: one error event, then close. Bill the upstream's usage if it got
     // that far, else what was sent, as an estimate.
-    controller.enqueue(sse(new UpstreamError(message).body()));
+    const err = new UpstreamError(message);
+    if (renderer) emit(controller, renderer.fail(err.message));
+    else controller.enqueue(sse(err.body()));
     controller.close();
     const usage = billed(rc, upstreamUsage, sentText, upstreamRawUsage);
     record(meter.finish('failed', 'error', usage));
@@ -131,6 +152,11 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        if (renderer && !rendererStarted) {
+          rendererStarted = true;
+          emit(controller, renderer.start());
+          return;
+        }
         try {
           for (;;) {
             const data = pending ?? (await up.events.next());
@@ -145,6 +171,10 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
             const chunk = JSON.parse(data) as Chunk;
             if (chunk.error !== undefined) return fail(controller, `the upstream reported: ${JSON.stringify(chunk.error)}`);
             const out = rewrite(chunk);
+            if (Array.isArray(out)) {
+              emit(controller, out);
+              return;
+            }
             if (out) {
               controller.enqueue(sse(out));
               return;
