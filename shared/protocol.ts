@@ -58,7 +58,21 @@ export interface SamplingParams {
   min_tokens?: number;
   /** Token id (decimal string) → bias added to its logit, as OpenAI's `logit_bias`. */
   logit_bias?: Record<string, number>;
+  /**
+   * OpenAI's `response_format`: json_object / json_schema constrain the output by grammar (the node masks
+   * every token the JSON, or the schema, cannot continue with); text or absent leaves it free.
+   */
+  response_format?: ResponseFormat;
 }
+
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | {
+      type: 'json_schema';
+      /** `strict: true` also forbids properties and array items the schema does not name. */
+      json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null };
+    };
 
 export interface GenerateRequest {
   version: ProtocolVersion;
@@ -137,7 +151,8 @@ export type NodeErrorCode =
   | 'internal_error';
 
 export interface NodeErrorBody {
-  error: { code: NodeErrorCode; message: string };
+  /** `param`: the OpenAI request field at fault (`temperature`, `response_format`), when one is. */
+  error: { code: NodeErrorCode; message: string; param?: string };
 }
 
 export interface NodeLoad {

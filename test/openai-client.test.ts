@@ -140,16 +140,35 @@ describe('openai client → worker → GPU node → D1', () => {
     expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('n');
   });
 
-  it('request surface through the Vercel AI SDK: generateText with sampler settings; generateObject refused naming response_format', async () => {
-    const provider = createOpenAICompatible({ name: 'edge', baseURL: `${worker.url}/v1`, apiKey: String(client.apiKey), includeUsage: true });
+  it('request surface through the Vercel AI SDK: generateText with sampler settings; generateObject gets a schema-valid object', async () => {
+    const provider = createOpenAICompatible({ name: 'edge', baseURL: `${worker.url}/v1`, apiKey: String(client.apiKey), includeUsage: true, supportsStructuredOutputs: true });
     const out = await generateText({ model: provider('k2-tiny'), prompt: 'Say hi.', maxOutputTokens: 3, temperature: 0, topK: 5, frequencyPenalty: 0.5, maxRetries: 0 });
     expect(out.usage.outputTokens).toBeGreaterThan(0);
     expect(out.text.length).toBeGreaterThan(0);
-    // The pool has no grammar-constrained decoding yet: generateObject's response_format is refused, not ignored.
-    const refused = await generateObject({ model: provider('k2-tiny'), schema: z.object({ city: z.string() }), prompt: 'Name a city.', maxOutputTokens: 3, maxRetries: 0 }).catch((e: unknown) => e);
-    expect(APICallError.isInstance(refused)).toBe(true);
-    expect((refused as APICallError).statusCode).toBe(400);
-    expect(JSON.parse((refused as APICallError).responseBody!).error.param).toBe('response_format');
+    // The node constrains decoding to the schema by grammar: k2-tiny's random weights cannot produce this by chance.
+    const schema = z.object({ city: z.enum(['Paris', 'Rome', 'Oslo']), rank: z.number().int().min(1).max(9), capital: z.boolean() });
+    const made = await generateObject({ model: provider('k2-tiny'), schema, prompt: 'Name a city.', maxOutputTokens: 48, temperature: 1, seed: 3, maxRetries: 0 });
+    expect(schema.parse(made.object)).toEqual(made.object);
+    expect(made.finishReason).toBe('stop');
+  });
+
+  it('response_format through the openai client: json_schema honoured; a schema the node cannot compile is a 400 naming response_format', async () => {
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer', minimum: 0, maximum: 5 } }, required: ['ok', 'n'], additionalProperties: false };
+    const res = await client.chat.completions.create({
+      model: 'k2-tiny',
+      messages: [{ role: 'user', content: 'x' }],
+      max_tokens: 32,
+      response_format: { type: 'json_schema', json_schema: { name: 'flag', schema, strict: true } },
+    });
+    const parsed = JSON.parse(res.choices[0].message.content!) as { ok: unknown; n: unknown };
+    expect(Object.keys(parsed).sort()).toEqual(['n', 'ok']);
+    expect(typeof parsed.ok).toBe('boolean');
+    expect(Number.isInteger(parsed.n) && (parsed.n as number) >= 0 && (parsed.n as number) <= 5).toBe(true);
+    const refused = await client.chat.completions
+      .create({ model: 'k2-tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: 2, response_format: { type: 'json_schema', json_schema: { name: 'bad', schema: { type: 'nonsense' } } } })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('response_format');
   });
 
   it('maps errors to what the client library expects', async () => {

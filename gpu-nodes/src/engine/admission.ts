@@ -51,6 +51,15 @@ export function checkGenerateRequest(body: GenerateRequest, limits: AdmissionLim
       if (!finiteIn(bias, -100, 100)) throw bad(`logit_bias for token ${id} must be in [-100, 100]`);
     }
   }
+  const rf = s.response_format;
+  if (rf !== undefined) {
+    const ok =
+      typeof rf === 'object' && rf !== null &&
+      (rf.type === 'text' || rf.type === 'json_object' ||
+        (rf.type === 'json_schema' && typeof rf.json_schema === 'object' && rf.json_schema !== null &&
+          (rf.json_schema.schema === undefined || (typeof rf.json_schema.schema === 'object' && rf.json_schema.schema !== null && !Array.isArray(rf.json_schema.schema)))));
+    if (!ok) throw bad("sampling.response_format must be {type: 'text' | 'json_object'} or {type: 'json_schema', json_schema: {name, schema: object, strict?}}");
+  }
   if (body.cache_salt !== undefined && typeof body.cache_salt !== 'string') throw bad('cache_salt must be a string');
   const total = ids.length + s.max_tokens;
   const limit = Math.min(limits.maxModelLen, limits.kvCapacityTokens);

@@ -183,7 +183,7 @@ describe('Engine on k2-tiny', () => {
       expect(held.ids.length).toBeGreaterThanOrEqual(2);
       const forced = await generate(engine, body(prompts[2], { max_tokens: 3, logit_bias: { '42': 100 } }));
       expect(forced.ids).toEqual([42, 42, 42]);
-      expect(() => engine.submit(body(prompts[2], { logit_bias: { '999999999': 1 } }), () => {})).toThrow(/logit_bias/);
+      await expect(engine.submit(body(prompts[2], { logit_bias: { '999999999': 1 } }), () => {})).rejects.toThrow(/logit_bias/);
     });
 
     it('returns every block after many short requests, some cancelled while queued or running', async () => {

@@ -11,13 +11,14 @@
 import type { GenerateRequest, NodeEvent, NodeLoad, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import { checkGenerateRequest } from './admission.ts';
-import { EngineError } from './errors.ts';
+import { EngineError, SequenceFailure } from './errors.ts';
 import type { KvCacheManager } from './kv-cache-manager.ts';
 import { OutputProcessor, type StreamDecoder } from './output.ts';
 import { cacheNamespace } from '../../../shared/prefix-hash.ts';
 import { rootHash } from './prefix-cache.ts';
 import { EngineRequest } from './request.ts';
 import { Scheduler, type SchedulerConfig, type SchedulerOutput } from './scheduler.ts';
+import { InvalidResponseFormat, type GrammarCompiler, type GrammarState } from './structured-output/grammar-compiler.ts';
 
 export type EventSink = (event: NodeEvent) => void;
 
@@ -25,9 +26,12 @@ export type EventSink = (event: NodeEvent) => void;
 export interface StepRunner {
   readonly vocabSize: number;
   readonly maxModelLen: number;
-  /** Runs one scheduled step; returns the sampled token of every request whose chunk `samples`. */
-  execute(out: SchedulerOutput): Promise<Map<EngineRequest, number>>;
-  /** Drops per-request state (the sampler's PRNG). */
+  /**
+   * Runs one scheduled step; returns the sampled token of every request whose chunk `samples`, or why
+   * that one request could not be sampled (the others are unaffected).
+   */
+  execute(out: SchedulerOutput): Promise<Map<EngineRequest, number | SequenceFailure>>;
+  /** Drops per-request state (the sampler's PRNG, the grammar matcher). */
   release(req: EngineRequest): void;
 }
 
@@ -62,6 +66,7 @@ export class Engine {
   private readonly kv: KvCacheManager;
   private readonly scheduler: Scheduler;
   private readonly newDecoder: () => StreamDecoder;
+  private readonly grammars: GrammarCompiler | undefined;
   private readonly active = new Map<string, Active>();
   private looping = false;
   /** Moving average of one step's duration, for Retry-After. */
@@ -69,32 +74,63 @@ export class Engine {
   private idleWaiters: (() => void)[] = [];
   readonly stats: EngineStats = { steps: 0, executeMs: 0, rowsComputed: 0, promptRowsComputed: 0, preemptions: 0, finished: 0 };
 
-  constructor(runner: StepRunner, kv: KvCacheManager, newDecoder: () => StreamDecoder, options: EngineOptions) {
+  /** Without `grammars` the engine refuses requests with a response_format. */
+  constructor(runner: StepRunner, kv: KvCacheManager, newDecoder: () => StreamDecoder, options: EngineOptions, grammars?: GrammarCompiler) {
     this.runner = runner;
+    this.grammars = grammars;
     this.kv = kv;
     this.newDecoder = newDecoder;
     this.options = options;
     this.scheduler = new Scheduler({ maxBatch: options.maxBatch, maxTokensPerStep: options.maxTokensPerStep }, kv);
   }
 
-  /** Queues a request; events then flow to `sink`. Throws EngineError when it is refused outright. */
-  submit(body: GenerateRequest, sink: EventSink): void {
-    checkGenerateRequest(body, {
-      modelId: this.options.modelId,
-      vocabSize: this.runner.vocabSize,
-      maxModelLen: this.runner.maxModelLen,
-      kvCapacityTokens: this.kv.numBlocks * this.kv.blockSize,
-    });
-    if (this.active.has(body.request_id)) {
-      throw new EngineError('invalid_request', 400, `request_id ${body.request_id} is already in flight on this node`);
+  /**
+   * Queues a request; events then flow to `sink`. Rejects with EngineError when it is refused outright.
+   * Without a response_format the request is queued before this returns; with one, once its grammar is
+   * compiled (cached per schema, so usually at once).
+   */
+  async submit(body: GenerateRequest, sink: EventSink): Promise<void> {
+    const check = () => {
+      checkGenerateRequest(body, {
+        modelId: this.options.modelId,
+        vocabSize: this.runner.vocabSize,
+        maxModelLen: this.runner.maxModelLen,
+        kvCapacityTokens: this.kv.numBlocks * this.kv.blockSize,
+      });
+      if (this.active.has(body.request_id)) {
+        throw new EngineError('invalid_request', 400, `request_id ${body.request_id} is already in flight on this node`);
+      }
+      if (this.scheduler.waiting.length >= this.options.maxQueue) {
+        throw new EngineError('queue_full', 429, `node queue is full (${this.options.maxQueue} waiting); retry later or route elsewhere`, this.retryAfterS());
+      }
+    };
+    check();
+    let grammar: GrammarState | undefined;
+    const format = body.sampling.response_format;
+    if (format !== undefined && format.type !== 'text') {
+      grammar = await this.grammarFor(format, body.sampling.stop_token_ids);
+      try {
+        check(); // the queue or the request id may have changed while the grammar compiled
+      } catch (err) {
+        grammar.dispose();
+        throw err;
+      }
     }
-    if (this.scheduler.waiting.length >= this.options.maxQueue) {
-      throw new EngineError('queue_full', 429, `node queue is full (${this.options.maxQueue} waiting); retry later or route elsewhere`, this.retryAfterS());
-    }
-    const req = new EngineRequest(body.request_id, body.prompt_token_ids, body.sampling, rootHash(cacheNamespace(body.model, body.cache_salt)));
+    const req = new EngineRequest(body.request_id, body.prompt_token_ids, body.sampling, rootHash(cacheNamespace(body.model, body.cache_salt)), grammar);
     this.active.set(req.id, { req, sink: isolate(req, sink), output: new OutputProcessor(this.newDecoder(), body.sampling), started: false });
     this.scheduler.add(req);
     this.kick();
+  }
+
+  /** The request's own grammar matcher, built here from its plain sampling params. */
+  private async grammarFor(format: Exclude<NonNullable<GenerateRequest['sampling']['response_format']>, { type: 'text' }>, stopIds: readonly number[]): Promise<GrammarState> {
+    if (!this.grammars) throw new EngineError('invalid_request', 400, 'response_format is not supported by this node (it has no grammar compiler)', undefined, 'response_format');
+    try {
+      return await this.grammars.matcher(format, stopIds);
+    } catch (err) {
+      if (err instanceof InvalidResponseFormat) throw new EngineError('invalid_request', 400, err.message, undefined, 'response_format');
+      throw err;
+    }
   }
 
   /** Marks the request cancelled; it is finished (blocks freed, usage sent) before the next step. */
@@ -187,7 +223,9 @@ export class Engine {
       if (!s.samples || s.req.status !== 'running') continue;
       // A token sampled for a request cancelled during this step is dropped: it was never streamed, so it is not billed.
       if (s.req.cancelled) continue;
-      this.onToken(this.active.get(s.req.id)!, sampled.get(s.req)!);
+      const token = sampled.get(s.req)!;
+      if (token instanceof SequenceFailure) this.fail(this.active.get(s.req.id)!, token.message);
+      else this.onToken(this.active.get(s.req.id)!, token);
     }
   }
 
@@ -215,11 +253,14 @@ export class Engine {
   }
 
   private failAll(err: unknown): void {
-    for (const a of [...this.active.values()]) {
-      if (!a.started) this.sendStart(a);
-      this.retire(a);
-      a.sink({ type: 'error', code: 'internal_error', message: `engine step failed: ${String(err)}`, usage: this.usageOf(a.req) });
-    }
+    for (const a of [...this.active.values()]) this.fail(a, `engine step failed: ${String(err)}`);
+  }
+
+  /** Ends one request with an error event; its usage counts the tokens it streamed before. */
+  private fail(a: Active, message: string): void {
+    if (!a.started) this.sendStart(a);
+    this.retire(a);
+    a.sink({ type: 'error', code: 'internal_error', message, usage: this.usageOf(a.req) });
   }
 
   private retire(a: Active): void {

@@ -12,7 +12,7 @@
  */
 import { Hono, type Context } from 'hono';
 import { randomUUID } from 'node:crypto';
-import type { FinishReason, GenerateRequest, Usage } from '../../../shared/protocol.ts';
+import type { FinishReason, GenerateRequest, SamplingParams, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { chatStopTokenIds, renderChat, type ChatMessage, type ChatTool } from '../../../shared/tokenizer/index.ts';
@@ -42,6 +42,7 @@ interface OpenAIBody {
   stop?: unknown;
   stream?: unknown;
   stream_options?: { include_usage?: unknown } | null;
+  response_format?: unknown;
 }
 
 class BadRequest extends Error {
@@ -88,22 +89,46 @@ function generateRequest(engine: Engine, body: OpenAIBody, promptTokenIds: numbe
       ...(seed !== undefined ? { seed } : {}),
       stop_token_ids: stopIds,
       stop: stopStrings(body.stop),
+      ...responseFormat(body.response_format),
+    },
+  };
+}
+
+/** OpenAI's response_format, checked for shape here; whether the schema compiles is the engine's answer. */
+function responseFormat(v: unknown): Pick<SamplingParams, 'response_format'> {
+  if (v === undefined || v === null) return {};
+  const bad = () => new BadRequest("response_format must be {type: 'text'}, {type: 'json_object'} or {type: 'json_schema', json_schema: {name, schema, strict}}", 'response_format');
+  if (typeof v !== 'object' || Array.isArray(v)) throw bad();
+  const f = v as { type?: unknown; json_schema?: unknown };
+  if (f.type === 'text') return {};
+  if (f.type === 'json_object') return { response_format: { type: 'json_object' } };
+  if (f.type !== 'json_schema' || typeof f.json_schema !== 'object' || f.json_schema === null) throw bad();
+  const js = f.json_schema as { name?: unknown; description?: unknown; schema?: unknown; strict?: unknown };
+  if (typeof js.name !== 'string' || js.name === '') throw new BadRequest('response_format.json_schema.name must be a non-empty string', 'response_format.json_schema.name');
+  if (js.schema !== undefined && (typeof js.schema !== 'object' || js.schema === null || Array.isArray(js.schema))) {
+    throw new BadRequest('response_format.json_schema.schema must be a JSON Schema object', 'response_format.json_schema.schema');
+  }
+  if (js.strict !== undefined && js.strict !== null && typeof js.strict !== 'boolean') throw new BadRequest('response_format.json_schema.strict must be a boolean', 'response_format.json_schema.strict');
+  return {
+    response_format: {
+      type: 'json_schema',
+      json_schema: { name: js.name, ...(js.schema !== undefined ? { schema: js.schema as Record<string, unknown> } : {}), ...(typeof js.strict === 'boolean' ? { strict: js.strict } : {}) },
     },
   };
 }
 
 /** Submits and answers: SSE when streaming, one JSON object otherwise. Engine refusals throw before any byte. */
-function run(
+async function run(
   c: Context<Env>,
   req: GenerateRequest,
   stream: boolean,
   meta: ResponseMeta,
   writer: ChunkWriter,
   whole: (text: string, reason: FinishReason, usage: Usage) => unknown,
-): Response | Promise<Response> {
+): Promise<Response> {
   const engine = c.var.engine;
   const queue = new EventQueue();
-  engine.submit(req, queue.push);
+  await engine.submit(req, queue.push);
   if (!stream) {
     return (async () => {
       let text = '';
@@ -208,7 +233,7 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
       const headers: Record<string, string> = err.retryAfterS !== undefined ? { 'retry-after': String(err.retryAfterS) } : {};
       const type = err.status === 429 ? 'rate_limit_error' : err.status === 503 ? 'server_error' : 'invalid_request_error';
       // 413 (prompt + max_tokens too long) is OpenAI's 400 context_length_exceeded.
-      return errorJson(c, err.status === 413 ? 400 : err.status, err.message, type, err.code, null, headers);
+      return errorJson(c, err.status === 413 ? 400 : err.status, err.message, type, err.code, err.param ?? null, headers);
     }
     console.error('openai endpoint failed', err);
     return errorJson(c, 500, 'internal error on the GPU node; see its log', 'server_error', 'internal_error');

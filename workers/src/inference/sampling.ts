@@ -1,4 +1,4 @@
-import type { SamplingParams } from '../../../shared/protocol.ts';
+import type { ResponseFormat, SamplingParams } from '../../../shared/protocol.ts';
 
 /** The OpenAI sampling fields both endpoints share, after zod. */
 export interface OpenAISampling {
@@ -13,6 +13,8 @@ export interface OpenAISampling {
   min_p?: number | null;
   min_tokens?: number | null;
   logit_bias?: Record<string, number> | null;
+  /** Chat only; the node enforces json_object / json_schema by grammar. */
+  response_format?: ResponseFormat | null;
 }
 
 /** The optional logit processors the client set (null and absent are both "off"). */
@@ -25,6 +27,7 @@ function processors(body: OpenAISampling): Partial<SamplingParams> {
   if (body.min_p != null) out.min_p = body.min_p;
   if (body.min_tokens != null) out.min_tokens = body.min_tokens;
   if (body.logit_bias != null && Object.keys(body.logit_bias).length > 0) out.logit_bias = body.logit_bias;
+  if (body.response_format != null && body.response_format.type !== 'text') out.response_format = body.response_format;
   return out;
 }
 

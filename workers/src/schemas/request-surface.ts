@@ -55,7 +55,8 @@ export const CHAT_POOL_FIELDS: Record<string, PoolRule> = {
   parallel_tool_calls: refused('parallel_tool_calls: false is not enforced by this model\'s serving nodes', is(true)),
   logprobs: refused('logprobs are not supported by this model\'s serving nodes', is(false)),
   top_logprobs: refused('top_logprobs are not supported by this model\'s serving nodes', is(0)),
-  response_format: refused('response_format json_object / json_schema is not supported by this model\'s serving nodes', (v) => (v as { type?: unknown }).type === 'text'),
+  // The node constrains decoding by grammar (gpu-nodes/src/engine/structured-output/); a schema it cannot compile is its 400.
+  response_format: 'honoured',
   reasoning_effort: refused('reasoning_effort is not supported: this model has no effort levels'),
   verbosity: refused('verbosity is not supported by this model'),
   modalities: refused('this model only answers with text', (v) => Array.isArray(v) && v.every((m) => m === 'text')),
