@@ -114,6 +114,40 @@ describe('Engine on k2-tiny', () => {
     expectAllBlocksBack(engine);
   });
 
+  it('a sequence whose logits go bad fails alone; its batch-mates finish with the tokens they get alone', async () => {
+    // Fault injection on the real engine: from its third token on, one request's logits row gets a NaN,
+    // another's a +Infinity, a third's every logit is -Infinity (nothing can be sampled).
+    const poison = new Map<string, (row: Float32Array) => void>();
+    const seen = new Map<string, number>();
+    const engine = await load({
+      maxBatch: 8,
+      logitsHook: (id, row) => {
+        const n = (seen.get(id) ?? 0) + 1;
+        seen.set(id, n);
+        if (n >= 3) poison.get(id)?.(row);
+      },
+    });
+    const bad = [body(prompts[0], { max_tokens: 5 }), body(prompts[1], { max_tokens: 5, temperature: 0.7, seed: 1 }), body(prompts[3], { max_tokens: 5 })];
+    poison.set(bad[0].request_id, (row) => void (row[17] = NaN));
+    poison.set(bad[1].request_id, (row) => void (row[3] = Infinity));
+    poison.set(bad[2].request_id, (row) => row.fill(-Infinity));
+    const good = [body(prompts[2], { max_tokens: 5 }), body(prompts[1], { max_tokens: 5 })];
+    const [b0, b1, b2, g2, g1] = await Promise.all([...bad, ...good].map((b) => generate(engine, b)));
+    for (const r of [b0, b1, b2]) {
+      expectWellFormed(r);
+      expect(r.end).toMatchObject({ type: 'error', code: 'internal_error' });
+      // Two tokens were streamed before the fault: usage bills those and nothing more.
+      expect(r.end.usage.completion_tokens).toBe(2);
+    }
+    expect((b0.end as { message: string }).message).toMatch(/NaN/);
+    expect((b2.end as { message: string }).message).toMatch(/every logit is -Infinity/);
+    expect(b0.ids).toEqual(alone[0].ids.slice(0, 2));
+    expect(g2.ids).toEqual(alone[2].ids);
+    expect(g1.ids).toEqual(alone[1].ids);
+    for (const r of [g1, g2]) expect(r.end).toMatchObject({ type: 'finish', finish_reason: 'length' });
+    expectAllBlocksBack(engine);
+  });
+
   describe('on one engine', () => {
     let engine: Engine;
     beforeAll(async () => {
