@@ -63,6 +63,23 @@ export interface SamplingParams {
    * every token the JSON, or the schema, cannot continue with); text or absent leaves it free.
    */
   response_format?: ResponseFormat;
+  /**
+   * Report each output token's log-probability under the model and this many most likely alternatives
+   * (0–20) in the `tokens` events; absent: no logprobs.
+   */
+  logprobs?: number;
+}
+
+/**
+ * One output token's log-probability and the most likely alternatives at its position, from the model's
+ * own distribution: log-softmax of the raw logits, before penalties, logit_bias, the response_format
+ * mask and temperature (what OpenAI and vLLM report).
+ */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  /** Most likely first; as many as `sampling.logprobs` asked. */
+  top: { id: number; logprob: number }[];
 }
 
 export type ResponseFormat =
@@ -125,6 +142,11 @@ export type NodeEvent =
        * parse; every other special token (EOS, turn markers, reserved ids) adds no text.
        */
       text: string;
+      /**
+       * When `sampling.logprobs` is set: one entry per token of `token_ids` that is output (a stop id that
+       * ends generation is billed but is not output, so it has none).
+       */
+      logprobs?: TokenLogprob[];
     }
   | {
       type: 'finish';

@@ -171,6 +171,25 @@ describe('openai client → worker → GPU node → D1', () => {
     expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('response_format');
   });
 
+  it('logprobs through the edge: chat top_logprobs and completions logprobs in OpenAI shapes, streamed and not', async () => {
+    const ask = { model: 'k2-tiny', messages: [{ role: 'user' as const, content: 'Say hi.' }], max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 2 };
+    const res = await client.chat.completions.create(ask);
+    const content = res.choices[0].logprobs!.content!;
+    expect(content).toHaveLength(res.usage!.completion_tokens);
+    for (const e of content) {
+      expect(e.top_logprobs).toHaveLength(2);
+      expect(e.token).toBe(e.top_logprobs[0].token); // greedy: the top token was chosen
+      expect(e.logprob).toBeLessThanOrEqual(0);
+      expect(Array.isArray(e.bytes)).toBe(true);
+    }
+    const streamed: OpenAI.ChatCompletionTokenLogprob[] = [];
+    for await (const chunk of await client.chat.completions.create({ ...ask, stream: true })) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    expect(streamed).toEqual(content);
+    const text = await client.completions.create({ model: 'k2-tiny', prompt: 'Once upon', max_tokens: 2, temperature: 0, logprobs: 1 });
+    expect(text.choices[0].logprobs!.tokens!.join('')).toBe(text.choices[0].text);
+    expect(text.choices[0].logprobs!.token_logprobs).toHaveLength(text.usage!.completion_tokens);
+  });
+
   it('maps errors to what the client library expects', async () => {
     await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     const bad = new OpenAI({ apiKey: 'sk-wrong-key-000000000000', baseURL: `${worker.url}/v1`, maxRetries: 0 });

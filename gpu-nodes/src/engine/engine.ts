@@ -16,6 +16,7 @@ import type { KvCacheManager } from './kv-cache-manager.ts';
 import { OutputProcessor, type StreamDecoder } from './output.ts';
 import { cacheNamespace } from '../../../shared/prefix-hash.ts';
 import { rootHash } from './prefix-cache.ts';
+import type { SampledToken } from './model-runner.ts';
 import { EngineRequest } from './request.ts';
 import { Scheduler, type SchedulerConfig, type SchedulerOutput } from './scheduler.ts';
 import { InvalidResponseFormat, type GrammarCompiler, type GrammarState } from './structured-output/grammar-compiler.ts';
@@ -30,7 +31,7 @@ export interface StepRunner {
    * Runs one scheduled step; returns the sampled token of every request whose chunk `samples`, or why
    * that one request could not be sampled (the others are unaffected).
    */
-  execute(out: SchedulerOutput): Promise<Map<EngineRequest, number | SequenceFailure>>;
+  execute(out: SchedulerOutput): Promise<Map<EngineRequest, SampledToken | SequenceFailure>>;
   /** Drops per-request state (the sampler's PRNG, the grammar matcher). */
   release(req: EngineRequest): void;
 }
@@ -229,10 +230,12 @@ export class Engine {
     }
   }
 
-  private onToken(a: Active, id: number): void {
+  private onToken(a: Active, { id, logprob }: SampledToken): void {
     a.req.tokens.push(id);
     const { text, finish } = a.output.append(id);
-    a.sink({ type: 'tokens', token_ids: [id], text });
+    // A stop id ends the output without being part of it: billed, but it has no logprob entry.
+    const output = logprob !== undefined && !a.req.sampling.stop_token_ids.includes(id);
+    a.sink({ type: 'tokens', token_ids: [id], text, ...(logprob !== undefined ? { logprobs: output ? [logprob] : [] } : {}) });
     if (finish) this.finish(a, finish);
   }
 

@@ -9,6 +9,8 @@
  * masked) or a sampler that throws gives that request a SequenceFailure; the rest of the batch goes on.
  */
 import type { Model } from '../model/forward.ts';
+import type { TokenLogprob } from '../../../shared/protocol.ts';
+import { tokenLogprob } from '../model/logprobs.ts';
 import { createSampler, type Sampler } from '../model/sampler.ts';
 import { SequenceFailure } from './errors.ts';
 import type { KvCacheManager } from './kv-cache-manager.ts';
@@ -19,6 +21,12 @@ import type { StepRunner } from './engine.ts';
 
 /** Sees, and may change, each sampled row before the sampler does (tests inject faults into one sequence with it). */
 export type LogitsHook = (requestId: string, row: Float32Array) => void;
+
+/** One request's token from a step, with its logprobs when the request asked for them. */
+export interface SampledToken {
+  id: number;
+  logprob?: TokenLogprob;
+}
 
 export class ModelRunner implements StepRunner {
   readonly model: Model;
@@ -42,12 +50,12 @@ export class ModelRunner implements StepRunner {
     this.maxModelLen = model.maxPositions;
   }
 
-  async execute(out: SchedulerOutput): Promise<Map<EngineRequest, number | SequenceFailure>> {
+  async execute(out: SchedulerOutput): Promise<Map<EngineRequest, SampledToken | SequenceFailure>> {
     const batch = buildStepBatch(out, (id) => this.kv.blockTable(id), this.kv.blockSize);
     const need = batch.logitRows.length * this.vocabSize;
     if (this.logits.length < need) this.logits = new Float32Array(need);
     const logits = await this.model.forward(batch, undefined, this.logits);
-    const sampled = new Map<EngineRequest, number | SequenceFailure>();
+    const sampled = new Map<EngineRequest, SampledToken | SequenceFailure>();
     const V = this.vocabSize;
     let i = 0;
     for (const { req, samples } of out.scheduled) {
@@ -58,7 +66,8 @@ export class ModelRunner implements StepRunner {
         const allowed = req.grammar ? await req.grammar.nextTokenBitmask() : undefined;
         const id = this.samplerOf(req).sample(logits, row * V, V, req, allowed);
         if (req.grammar && !req.grammar.accept(id)) throw new Error(`the grammar rejected token ${id} it had allowed`);
-        sampled.set(req, id);
+        const k = req.sampling.logprobs;
+        sampled.set(req, k === undefined ? { id } : { id, logprob: tokenLogprob(logits, row * V, V, id, k) });
       } catch (err) {
         sampled.set(req, new SequenceFailure(`sampling failed for this sequence: ${err instanceof Error ? err.message : String(err)}`));
       }

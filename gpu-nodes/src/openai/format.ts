@@ -3,7 +3,9 @@
  * endpoint. Chat text goes through K2's output parser, so reasoning and tool calls come out in
  * OpenAI's fields (`reasoning_content`, `tool_calls`), exactly as the edge formats them.
  */
-import type { FinishReason, Usage } from '../../../shared/protocol.ts';
+import { chatLogprobContent, completionLogprobs } from '../../../shared/openai-logprobs.ts';
+import type { FinishReason, TokenLogprob, Usage } from '../../../shared/protocol.ts';
+import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { OutputParser, openAIChunkDelta, parseOutput } from '../../../shared/tokenizer/index.ts';
 
 export interface ResponseMeta {
@@ -26,20 +28,30 @@ const finish = (reason: FinishReason, toolCalls: boolean) => (reason === 'length
 /** Turns streamed text into chat.completion.chunk objects. */
 export interface ChunkWriter {
   start(): unknown[];
-  text(text: string): unknown[];
+  /** `logprobs`: the entries of the tokens that made this text (when the request asked for logprobs). */
+  text(text: string, logprobs?: TokenLogprob[]): unknown[];
   /** The finish chunk, then the usage chunk when the client asked for include_usage. */
   finish(reason: FinishReason, usage: Usage): unknown[];
 }
 
-export function chatChunkWriter(meta: ResponseMeta, includeUsage: boolean): ChunkWriter {
+/**
+ * Chat chunks; a token's logprobs ride on the first chunk its text produces (the output parser may hold
+ * text back, e.g. a possible marker, so entries wait for the next chunk, at the latest the finish chunk).
+ */
+export function chatChunkWriter(meta: ResponseMeta, includeUsage: boolean, tokenizer: Tokenizer): ChunkWriter {
   const parser = new OutputParser();
   let toolCalls = false;
-  const chunk = (delta: unknown, reason: string | null = null) => ({
-    ...meta,
-    object: 'chat.completion.chunk',
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: reason }],
-    ...(includeUsage ? { usage: null } : {}),
-  });
+  let pending: TokenLogprob[] = [];
+  const chunk = (delta: unknown, reason: string | null = null) => {
+    const logprobs = pending.length > 0 ? { content: chatLogprobContent(tokenizer, pending), refusal: null } : null;
+    pending = [];
+    return {
+      ...meta,
+      object: 'chat.completion.chunk',
+      choices: [{ index: 0, delta, logprobs, finish_reason: reason }],
+      ...(includeUsage ? { usage: null } : {}),
+    };
+  };
   const deltas = (text: string | null) =>
     (text === null ? parser.finish() : parser.push(text)).map((d) => {
       if (d.type === 'tool_call_start') toolCalls = true;
@@ -47,7 +59,10 @@ export function chatChunkWriter(meta: ResponseMeta, includeUsage: boolean): Chun
     });
   return {
     start: () => [chunk({ role: 'assistant', content: '' })],
-    text: (text) => deltas(text),
+    text(text, logprobs) {
+      if (logprobs) pending.push(...logprobs);
+      return deltas(text);
+    },
     finish(reason, usage) {
       const out: unknown[] = [...deltas(null), chunk({}, finish(reason, toolCalls))];
       if (includeUsage) out.push({ ...chunk({}), choices: [], usage: openAIUsage(usage) });
@@ -56,16 +71,26 @@ export function chatChunkWriter(meta: ResponseMeta, includeUsage: boolean): Chun
   };
 }
 
-export function completionChunkWriter(meta: ResponseMeta, includeUsage: boolean): ChunkWriter {
-  const chunk = (text: string, reason: string | null = null) => ({
-    ...meta,
-    object: 'text_completion',
-    choices: [{ index: 0, text, logprobs: null, finish_reason: reason }],
-    ...(includeUsage ? { usage: null } : {}),
-  });
+export function completionChunkWriter(meta: ResponseMeta, includeUsage: boolean, tokenizer: Tokenizer): ChunkWriter {
+  let pending: TokenLogprob[] = [];
+  let offset = 0;
+  const chunk = (text: string, reason: string | null = null) => {
+    const logprobs = pending.length > 0 ? completionLogprobs(tokenizer, pending, offset) : null;
+    pending = [];
+    offset += text.length;
+    return {
+      ...meta,
+      object: 'text_completion',
+      choices: [{ index: 0, text, logprobs, finish_reason: reason }],
+      ...(includeUsage ? { usage: null } : {}),
+    };
+  };
   return {
     start: () => [],
-    text: (text) => (text ? [chunk(text)] : []),
+    text(text, logprobs) {
+      if (logprobs) pending.push(...logprobs);
+      return text ? [chunk(text)] : [];
+    },
     finish(reason, usage) {
       const out: unknown[] = [chunk('', finish(reason, false))];
       if (includeUsage) out.push({ ...chunk(''), choices: [], usage: openAIUsage(usage) });
@@ -74,7 +99,7 @@ export function completionChunkWriter(meta: ResponseMeta, includeUsage: boolean)
   };
 }
 
-export function chatCompletionBody(meta: ResponseMeta, text: string, reason: FinishReason, usage: Usage) {
+export function chatCompletionBody(meta: ResponseMeta, text: string, reason: FinishReason, usage: Usage, logprobs: unknown = null) {
   const parsed = parseOutput(text);
   const message: Record<string, unknown> = { role: 'assistant', content: parsed.content };
   if (parsed.reasoning_content !== null) message.reasoning_content = parsed.reasoning_content;
@@ -82,16 +107,16 @@ export function chatCompletionBody(meta: ResponseMeta, text: string, reason: Fin
   return {
     ...meta,
     object: 'chat.completion',
-    choices: [{ index: 0, message, logprobs: null, finish_reason: finish(reason, parsed.tool_calls.length > 0) }],
+    choices: [{ index: 0, message, logprobs, finish_reason: finish(reason, parsed.tool_calls.length > 0) }],
     usage: openAIUsage(usage),
   };
 }
 
-export function textCompletionBody(meta: ResponseMeta, text: string, reason: FinishReason, usage: Usage) {
+export function textCompletionBody(meta: ResponseMeta, text: string, reason: FinishReason, usage: Usage, logprobs: unknown = null) {
   return {
     ...meta,
     object: 'text_completion',
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finish(reason, false) }],
+    choices: [{ index: 0, text, logprobs, finish_reason: finish(reason, false) }],
     usage: openAIUsage(usage),
   };
 }

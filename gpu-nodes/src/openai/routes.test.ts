@@ -94,4 +94,72 @@ describe('node OpenAI-compatible endpoint', () => {
     const wrongClient = new OpenAI({ apiKey: 'sk-wrong', baseURL: base, maxRetries: 0 });
     await expect(wrongClient.completions.create({ model: 'k2-tiny', prompt: 'x', max_tokens: 1 })).rejects.toMatchObject({ status: 401 });
   });
+
+  it('validates every field: out of range, non-finite or unknown fields are a 400 naming the field', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ temperature: 1e308 }, 'temperature'],
+      [{ temperature: 2.5 }, 'temperature'],
+      [{ top_p: 0 }, 'top_p'],
+      [{ top_p: 1.5 }, 'top_p'],
+      [{ presence_penalty: -3 }, 'presence_penalty'],
+      [{ frequency_penalty: 2.01 }, 'frequency_penalty'],
+      [{ top_logprobs: 21, logprobs: true }, 'top_logprobs'],
+      [{ top_logprobs: 2 }, 'top_logprobs'],
+      [{ logit_bias: { '100512': 1 } }, 'logit_bias'],
+      [{ logit_bias: { '7': -101 } }, 'logit_bias'],
+      [{ logit_bias: { abc: 1 } }, 'logit_bias'],
+      [{ max_tokens: 1e300 }, 'max_tokens'],
+      [{ seed: 1.5 }, 'seed'],
+      [{ n: 2 }, 'n'],
+      [{ tool_choice: 'required' }, 'tool_choice'],
+      [{ reasoning_effort: 'low' }, 'reasoning_effort'],
+      [{ guided_json: {} }, 'guided_json'],
+    ];
+    for (const [over, param] of cases) {
+      const res = await fetch(`${base}/chat/completions`, { method: 'POST', headers: authorization, body: JSON.stringify({ model: 'k2-tiny', messages, max_tokens: 1, ...over }) });
+      const text = await res.text();
+      expect(res.status, text).toBe(400);
+      const { error } = JSON.parse(text) as { error: { param: string; type: string; message: string } };
+      expect(error, text).toMatchObject({ type: 'invalid_request_error', param });
+    }
+    // Hand-written JSON: 1e999 parses as Infinity, which JSON.stringify could not send.
+    const inf = await fetch(`${base}/completions`, { method: 'POST', headers: authorization, body: '{"model":"k2-tiny","prompt":"x","max_tokens":1,"temperature":1e999}' });
+    expect(inf.status).toBe(400);
+    expect(((await inf.json()) as { error: { param: string } }).error.param).toBe('temperature');
+  });
+
+  it('chat logprobs: the model distribution per output token with top alternatives, the same streamed and not', async () => {
+    const ask = { model: 'k2-tiny', messages, max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 3 } as const;
+    const res = await client.chat.completions.create(ask);
+    const content = res.choices[0].logprobs!.content!;
+    expect(content).toHaveLength(res.usage!.completion_tokens);
+    for (const e of content) {
+      expect(e.top_logprobs).toHaveLength(3);
+      expect(e.logprob).toBeLessThanOrEqual(0);
+      // Greedy: the chosen token is the most likely one.
+      expect(e.token).toBe(e.top_logprobs[0].token);
+      expect(e.logprob).toBeCloseTo(e.top_logprobs[0].logprob, 6);
+      expect(e.top_logprobs[0].logprob).toBeGreaterThanOrEqual(e.top_logprobs[1].logprob);
+      expect(e.top_logprobs.reduce((p, t) => p + Math.exp(t.logprob), 0)).toBeLessThanOrEqual(1 + 1e-6);
+      expect(new TextDecoder().decode(Uint8Array.from(e.bytes!))).toBe(e.token);
+    }
+    expect(content.map((e) => e.token).join('')).toBe(res.choices[0].message.content);
+    const streamed: OpenAI.ChatCompletionTokenLogprob[] = [];
+    for await (const chunk of await client.chat.completions.create({ ...ask, stream: true })) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    expect(streamed).toEqual(content);
+    const without = await client.chat.completions.create({ model: 'k2-tiny', messages, max_tokens: 2, temperature: 0 });
+    expect(without.choices[0].logprobs).toBeNull();
+  });
+
+  it('completions logprobs: tokens, token_logprobs, top_logprobs and text_offset columns', async () => {
+    const res = await client.completions.create({ model: 'k2-tiny', prompt: 'Once upon a time', max_tokens: 3, temperature: 0, logprobs: 2 });
+    const lp = res.choices[0].logprobs!;
+    expect(lp.tokens).toHaveLength(res.usage!.completion_tokens);
+    expect(lp.tokens!.join('')).toBe(res.choices[0].text);
+    expect(lp.text_offset).toEqual(lp.tokens!.map((_, i) => lp.tokens!.slice(0, i).join('').length));
+    lp.top_logprobs!.forEach((top, i) => {
+      expect(Object.keys(top).length).toBeGreaterThanOrEqual(1);
+      expect(top[lp.tokens![i]]).toBeCloseTo(lp.token_logprobs![i], 6);
+    });
+  });
 });

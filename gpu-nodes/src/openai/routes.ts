@@ -12,7 +12,8 @@
  */
 import { Hono, type Context } from 'hono';
 import { randomUUID } from 'node:crypto';
-import type { FinishReason, GenerateRequest, SamplingParams, Usage } from '../../../shared/protocol.ts';
+import { chatLogprobs, completionLogprobs } from '../../../shared/openai-logprobs.ts';
+import type { FinishReason, GenerateRequest, TokenLogprob, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { chatStopTokenIds, renderChat, type ChatMessage, type ChatTool } from '../../../shared/tokenizer/index.ts';
@@ -20,6 +21,7 @@ import type { Engine } from '../engine/engine.ts';
 import { EngineError } from '../engine/errors.ts';
 import { EventQueue } from './event-queue.ts';
 import { chatChunkWriter, chatCompletionBody, completionChunkWriter, textCompletionBody, type ChunkWriter, type ResponseMeta } from './format.ts';
+import { BadRequest, numberIn, type Endpoint, samplingFields } from './request-fields.ts';
 
 /** Without max_tokens a chat answer may run this long (OpenAI's "until the context ends" would tie up KV for minutes on CPU). */
 const DEFAULT_CHAT_MAX_TOKENS = 256;
@@ -28,92 +30,33 @@ const DEFAULT_COMPLETION_MAX_TOKENS = 16;
 
 type Env = { Variables: { engine: Engine } };
 
-interface OpenAIBody {
-  model?: unknown;
-  messages?: unknown;
-  prompt?: unknown;
-  tools?: unknown;
-  tool_choice?: unknown;
-  max_tokens?: unknown;
-  max_completion_tokens?: unknown;
-  temperature?: unknown;
-  top_p?: unknown;
-  seed?: unknown;
-  stop?: unknown;
-  stream?: unknown;
-  stream_options?: { include_usage?: unknown } | null;
-  response_format?: unknown;
-}
-
-class BadRequest extends Error {
-  readonly param: string | null;
-  constructor(message: string, param: string | null = null) {
-    super(message);
-    this.name = 'BadRequest';
-    this.param = param;
-  }
-}
-
 function errorJson(c: Context, status: 400 | 404 | 413 | 429 | 503 | 500, message: string, type: string, code: string | null, param: string | null = null, headers: Record<string, string> = {}) {
   return c.json({ error: { message, type, param, code } }, status, headers);
 }
 
-const num = (v: unknown, name: string, fallback: number): number => {
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new BadRequest(`${name} must be a number`, name);
-  return v;
-};
-
-function stopStrings(stop: unknown): string[] {
-  if (stop === undefined || stop === null) return [];
-  if (typeof stop === 'string') return [stop];
-  if (Array.isArray(stop) && stop.every((s) => typeof s === 'string')) return stop;
-  throw new BadRequest('stop must be a string or an array of strings', 'stop');
+/** tool_choice: 'auto' and 'none' are honoured; anything this node cannot enforce is refused, never ignored. */
+function toolsOf(body: Record<string, unknown>): ChatTool[] | undefined {
+  const choice = body.tool_choice;
+  if (choice !== undefined && choice !== null && choice !== 'auto' && choice !== 'none') {
+    throw new BadRequest("tool_choice 'required' or a named function is not enforced by this node; use 'auto' or 'none'", 'tool_choice', 'unsupported_parameter');
+  }
+  if (body.tools === undefined || body.tools === null) return undefined;
+  if (!Array.isArray(body.tools)) throw new BadRequest('tools must be an array', 'tools');
+  return choice === 'none' ? undefined : (body.tools as ChatTool[]);
 }
 
-/** The token-batch request the engine runs for an OpenAI body. */
-function generateRequest(engine: Engine, body: OpenAIBody, promptTokenIds: number[], maxTokens: number, stopIds: number[]): GenerateRequest {
+/** The token-batch request the engine runs for an OpenAI body (every field validated by request-fields.ts). */
+function generateRequest(engine: Engine, body: Record<string, unknown>, endpoint: Endpoint, promptTokenIds: number[], maxTokens: number, stopIds: number[], vocabSize: number): GenerateRequest {
   if (typeof body.model !== 'string' || body.model !== engine.options.modelId) {
     throw new EngineError('model_not_found', 404, `this node serves '${engine.options.modelId}', not '${String(body.model)}'`);
   }
-  const seed = body.seed === undefined || body.seed === null ? undefined : num(body.seed, 'seed', 0);
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw new BadRequest('stream must be a boolean', 'stream');
   return {
     version: PROTOCOL_VERSION,
     request_id: `oai-${randomUUID()}`,
     model: body.model,
     prompt_token_ids: promptTokenIds,
-    sampling: {
-      max_tokens: Math.trunc(maxTokens),
-      temperature: num(body.temperature, 'temperature', 1),
-      top_p: num(body.top_p, 'top_p', 1),
-      ...(seed !== undefined ? { seed } : {}),
-      stop_token_ids: stopIds,
-      stop: stopStrings(body.stop),
-      ...responseFormat(body.response_format),
-    },
-  };
-}
-
-/** OpenAI's response_format, checked for shape here; whether the schema compiles is the engine's answer. */
-function responseFormat(v: unknown): Pick<SamplingParams, 'response_format'> {
-  if (v === undefined || v === null) return {};
-  const bad = () => new BadRequest("response_format must be {type: 'text'}, {type: 'json_object'} or {type: 'json_schema', json_schema: {name, schema, strict}}", 'response_format');
-  if (typeof v !== 'object' || Array.isArray(v)) throw bad();
-  const f = v as { type?: unknown; json_schema?: unknown };
-  if (f.type === 'text') return {};
-  if (f.type === 'json_object') return { response_format: { type: 'json_object' } };
-  if (f.type !== 'json_schema' || typeof f.json_schema !== 'object' || f.json_schema === null) throw bad();
-  const js = f.json_schema as { name?: unknown; description?: unknown; schema?: unknown; strict?: unknown };
-  if (typeof js.name !== 'string' || js.name === '') throw new BadRequest('response_format.json_schema.name must be a non-empty string', 'response_format.json_schema.name');
-  if (js.schema !== undefined && (typeof js.schema !== 'object' || js.schema === null || Array.isArray(js.schema))) {
-    throw new BadRequest('response_format.json_schema.schema must be a JSON Schema object', 'response_format.json_schema.schema');
-  }
-  if (js.strict !== undefined && js.strict !== null && typeof js.strict !== 'boolean') throw new BadRequest('response_format.json_schema.strict must be a boolean', 'response_format.json_schema.strict');
-  return {
-    response_format: {
-      type: 'json_schema',
-      json_schema: { name: js.name, ...(js.schema !== undefined ? { schema: js.schema as Record<string, unknown> } : {}), ...(typeof js.strict === 'boolean' ? { strict: js.strict } : {}) },
-    },
+    sampling: { max_tokens: maxTokens, stop_token_ids: stopIds, ...samplingFields(body, endpoint, vocabSize) },
   };
 }
 
@@ -124,21 +67,22 @@ async function run(
   stream: boolean,
   meta: ResponseMeta,
   writer: ChunkWriter,
-  whole: (text: string, reason: FinishReason, usage: Usage) => unknown,
+  whole: (text: string, reason: FinishReason, usage: Usage, logprobs: TokenLogprob[] | undefined) => unknown,
 ): Promise<Response> {
   const engine = c.var.engine;
   const queue = new EventQueue();
   await engine.submit(req, queue.push);
   if (!stream) {
-    return (async () => {
-      let text = '';
-      for (;;) {
-        const ev = await queue.next();
-        if (ev.type === 'tokens') text += ev.text;
-        else if (ev.type === 'finish') return c.json(whole(text, ev.finish_reason, ev.usage));
-        else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
-      }
-    })();
+    let text = '';
+    const logprobs: TokenLogprob[] | undefined = req.sampling.logprobs !== undefined ? [] : undefined;
+    for (;;) {
+      const ev = await queue.next();
+      if (ev.type === 'tokens') {
+        text += ev.text;
+        if (ev.logprobs) logprobs?.push(...ev.logprobs);
+      } else if (ev.type === 'finish') return c.json(whole(text, ev.finish_reason, ev.usage, logprobs));
+      else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
+    }
   }
   const encoder = new TextEncoder();
   const sse = (data: unknown) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
@@ -156,7 +100,7 @@ async function run(
         const ev = await queue.next();
         if (ev.type === 'start') continue;
         if (ev.type === 'tokens') {
-          const chunks = writer.text(ev.text);
+          const chunks = writer.text(ev.text, ev.logprobs);
           for (const chunk of chunks) controller.enqueue(sse(chunk));
           if (chunks.length > 0) return;
           continue;
@@ -178,15 +122,22 @@ async function run(
   return new Response(body, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' } });
 }
 
+function includeUsageOf(body: Record<string, unknown>): boolean {
+  const so = body.stream_options;
+  if (so === undefined || so === null) return false;
+  if (typeof so !== 'object' || Array.isArray(so)) throw new BadRequest('stream_options must be an object', 'stream_options');
+  return (so as { include_usage?: unknown }).include_usage === true;
+}
+
 function meta(prefix: string, model: string): ResponseMeta {
   return { id: `${prefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model };
 }
 
-async function readBody(c: Context): Promise<OpenAIBody> {
+async function readBody(c: Context): Promise<Record<string, unknown>> {
   try {
     const body = (await c.req.json()) as unknown;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequest('the body must be a JSON object');
-    return body as OpenAIBody;
+    return body as Record<string, unknown>;
   } catch (err) {
     if (err instanceof BadRequest) throw err;
     throw new BadRequest('the body must be JSON');
@@ -202,13 +153,12 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     if (!tokenizer) return errorJson(c, 503, 'the tokenizer is still loading; retry shortly', 'server_error', 'not_ready', null, { 'retry-after': '5' });
     const body = await readBody(c);
     if (!Array.isArray(body.messages) || body.messages.length === 0) throw new BadRequest('messages must be a non-empty array', 'messages');
-    const tools = body.tool_choice === 'none' || !Array.isArray(body.tools) ? undefined : (body.tools as ChatTool[]);
-    const ids = renderChat(tokenizer, body.messages as ChatMessage[], { tools });
-    const maxTokens = num(body.max_completion_tokens ?? body.max_tokens, 'max_tokens', DEFAULT_CHAT_MAX_TOKENS);
-    const req = generateRequest(c.var.engine, body, ids, maxTokens, chatStopTokenIds(tokenizer));
+    const ids = renderChat(tokenizer, body.messages as ChatMessage[], { tools: toolsOf(body) });
+    const maxTokens = numberIn(body, 'max_completion_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? numberIn(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? DEFAULT_CHAT_MAX_TOKENS;
+    const req = generateRequest(c.var.engine, body, 'chat', ids, maxTokens, chatStopTokenIds(tokenizer), tokenizer.vocabSize);
     const m = meta('chatcmpl', req.model);
-    const includeUsage = body.stream_options?.include_usage === true;
-    return run(c, req, body.stream === true, m, chatChunkWriter(m, includeUsage), (text, reason, usage) => chatCompletionBody(m, text, reason, usage));
+    const includeUsage = includeUsageOf(body);
+    return run(c, req, body.stream === true, m, chatChunkWriter(m, includeUsage, tokenizer), (text, reason, usage, lps) => chatCompletionBody(m, text, reason, usage, lps && chatLogprobs(tokenizer, lps)));
   });
 
   app.post('/completions', async (c) => {
@@ -219,16 +169,16 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     if (typeof prompt !== 'string' || prompt === '') throw new BadRequest('prompt must be a non-empty string', 'prompt');
     // allowSpecial false: a prompt that spells "<|im_end|>" gets ordinary tokens, not the marker.
     const ids = tokenizer.encode(prompt, { allowSpecial: false });
-    const maxTokens = num(body.max_tokens, 'max_tokens', DEFAULT_COMPLETION_MAX_TOKENS);
-    const req = generateRequest(c.var.engine, body, ids, maxTokens, [tokenizer.specialId('[EOS]')]);
+    const maxTokens = numberIn(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? DEFAULT_COMPLETION_MAX_TOKENS;
+    const req = generateRequest(c.var.engine, body, 'completions', ids, maxTokens, [tokenizer.specialId('[EOS]')], tokenizer.vocabSize);
     const m = meta('cmpl', req.model);
-    const includeUsage = body.stream_options?.include_usage === true;
-    return run(c, req, body.stream === true, m, completionChunkWriter(m, includeUsage), (text, reason, usage) => textCompletionBody(m, text, reason, usage));
+    const includeUsage = includeUsageOf(body);
+    return run(c, req, body.stream === true, m, completionChunkWriter(m, includeUsage, tokenizer), (text, reason, usage, lps) => textCompletionBody(m, text, reason, usage, lps && completionLogprobs(tokenizer, lps)));
   });
 
   // OpenAI's error shape here, not the token-batch protocol's: these callers are OpenAI clients.
   app.onError((err, c) => {
-    if (err instanceof BadRequest) return errorJson(c, 400, err.message, 'invalid_request_error', null, err.param);
+    if (err instanceof BadRequest) return errorJson(c, 400, err.message, 'invalid_request_error', err.code, err.param);
     if (err instanceof EngineError) {
       const headers: Record<string, string> = err.retryAfterS !== undefined ? { 'retry-after': String(err.retryAfterS) } : {};
       const type = err.status === 429 ? 'rate_limit_error' : err.status === 503 ? 'server_error' : 'invalid_request_error';

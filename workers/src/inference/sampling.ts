@@ -13,6 +13,9 @@ export interface OpenAISampling {
   min_p?: number | null;
   min_tokens?: number | null;
   logit_bias?: Record<string, number> | null;
+  /** Chat: a boolean (with top_logprobs alternatives); completions: the number of alternatives. */
+  logprobs?: boolean | number | null;
+  top_logprobs?: number | null;
   /** Chat only; the node enforces json_object / json_schema by grammar. */
   response_format?: ResponseFormat | null;
 }
@@ -28,6 +31,8 @@ function processors(body: OpenAISampling): Partial<SamplingParams> {
   if (body.min_tokens != null) out.min_tokens = body.min_tokens;
   if (body.logit_bias != null && Object.keys(body.logit_bias).length > 0) out.logit_bias = body.logit_bias;
   if (body.response_format != null && body.response_format.type !== 'text') out.response_format = body.response_format;
+  if (typeof body.logprobs === 'number') out.logprobs = body.logprobs;
+  else if (body.logprobs === true) out.logprobs = body.top_logprobs ?? 0;
   return out;
 }
 

@@ -176,6 +176,7 @@ function nodeGeneration(s: Served, created: number, node: NodeGeneration, replay
     model: s.target.model,
     meter: s.meter,
     node,
+    tokenizer: s.tokenizer,
     cancel() {
       cancelled ??= (async () => {
         node.close();

@@ -3,7 +3,7 @@
  * collected result, metering either way. Endpoint-specific JSON comes from a small formatter.
  */
 import type { Context } from 'hono';
-import type { FinishReason, Usage } from '../../../shared/protocol.ts';
+import type { FinishReason, TokenLogprob, Usage } from '../../../shared/protocol.ts';
 import type { AppEnv } from '../env.ts';
 import { UpstreamError } from '../errors.ts';
 import type { Generation } from './generation.ts';
@@ -11,8 +11,8 @@ import type { Generation } from './generation.ts';
 export interface ChunkFormatter {
   /** Chunks sent before any text (chat sends the assistant role here). */
   start(): unknown[];
-  /** Chunks for newly generated text (may be none while text is held back). */
-  text(text: string): unknown[];
+  /** Chunks for newly generated text (may be none while text is held back), with its tokens' logprobs when asked for. */
+  text(text: string, logprobs?: TokenLogprob[]): unknown[];
   /** The last chunks: finish_reason, then usage when the client asked for it. */
   finish(reason: FinishReason, usage: Usage): unknown[];
 }
@@ -57,7 +57,7 @@ export function sseResponse(c: Context<AppEnv>, gen: Generation, fmt: ChunkForma
               meter.started(ev.prompt_tokens, ev.cached_tokens);
             } else if (ev.type === 'tokens') {
               meter.sent(ev.token_ids.length);
-              const chunks = fmt.text(ev.text);
+              const chunks = fmt.text(ev.text, ev.logprobs);
               for (const chunk of chunks) controller.enqueue(sse(chunk));
               if (chunks.length > 0) return;
             } else if (ev.type === 'finish') {
@@ -109,6 +109,8 @@ function failStream(controller: ReadableStreamDefaultController<Uint8Array>, mes
 
 export interface Collected {
   text: string;
+  /** Every output token's logprob entry, when the request asked for logprobs. */
+  logprobs: TokenLogprob[] | undefined;
   finishReason: FinishReason;
   usage: Usage;
 }
@@ -117,15 +119,17 @@ export interface Collected {
 export async function collect(c: Context<AppEnv>, gen: Generation): Promise<Collected> {
   const { meter, node } = gen;
   let text = '';
+  let logprobs: TokenLogprob[] | undefined;
   try {
     for (let ev = await node.events.next(); ev; ev = await node.events.next()) {
       if (ev.type === 'start') meter.started(ev.prompt_tokens, ev.cached_tokens);
       else if (ev.type === 'tokens') {
         meter.sent(ev.token_ids.length);
         text += ev.text;
+        if (ev.logprobs) (logprobs ??= []).push(...ev.logprobs);
       } else if (ev.type === 'finish') {
         c.executionCtx.waitUntil(meter.finish('completed', ev.finish_reason, ev.usage));
-        return { text, finishReason: ev.finish_reason, usage: ev.usage };
+        return { text, logprobs, finishReason: ev.finish_reason, usage: ev.usage };
       } else {
         c.executionCtx.waitUntil(meter.finish('failed', 'error', ev.usage));
         throw new UpstreamError(ev.message);

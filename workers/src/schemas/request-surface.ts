@@ -14,7 +14,7 @@ import { InvalidRequestError } from '../errors.ts';
 import type { ChatCompletionRequest, CompletionRequest } from './openai.ts';
 
 /** 'honoured', or a check that returns why the value cannot be served by the pool (null: it asks for nothing). */
-export type PoolRule = 'honoured' | ((value: unknown) => string | null);
+export type PoolRule = 'honoured' | ((value: unknown, body: Record<string, unknown>) => string | null);
 
 const refused =
   (why: string, neutral: (v: unknown) => boolean = () => false): PoolRule =>
@@ -53,8 +53,9 @@ export const CHAT_POOL_FIELDS: Record<string, PoolRule> = {
   tools: 'honoured',
   tool_choice: refused("tool_choice 'required' or a named function is not enforced by this model's serving nodes; use 'auto' or 'none'", (v) => v === 'auto' || v === 'none'),
   parallel_tool_calls: refused('parallel_tool_calls: false is not enforced by this model\'s serving nodes', is(true)),
-  logprobs: refused('logprobs are not supported by this model\'s serving nodes', is(false)),
-  top_logprobs: refused('top_logprobs are not supported by this model\'s serving nodes', is(0)),
+  // The node reports the model's log-probabilities per output token (shared/openai-logprobs.ts shapes).
+  logprobs: 'honoured',
+  top_logprobs: (v, body) => (v === 0 || body.logprobs === true ? null : 'top_logprobs needs logprobs: true'),
   // The node constrains decoding by grammar (gpu-nodes/src/engine/structured-output/); a schema it cannot compile is its 400.
   response_format: 'honoured',
   reasoning_effort: refused('reasoning_effort is not supported: this model has no effort levels'),
@@ -79,7 +80,7 @@ export const COMPLETION_POOL_FIELDS: Record<string, PoolRule> = {
   ...SAMPLING,
   prompt: 'honoured',
   echo: refused('echo is not supported by this model\'s serving nodes', is(false)),
-  logprobs: refused('logprobs are not supported by this model\'s serving nodes'),
+  logprobs: 'honoured',
   best_of: refused('best_of > 1 is not supported by this model\'s serving nodes', is(1)),
   suffix: refused('suffix (insertion) is not supported by this model', is('')),
 };
@@ -102,7 +103,7 @@ function checkFields(body: Record<string, unknown>, rules: Record<string, PoolRu
     const param = path + key;
     if (rule === undefined) throw unsupported(`'${param}' is not a parameter this model's serving nodes understand; remove it`, param);
     if (rule === 'honoured') continue;
-    const why = rule(value);
+    const why = rule(value, body);
     if (why !== null) throw unsupported(`${param}: ${why}`, param);
   }
 }
