@@ -68,6 +68,12 @@ export interface SamplingParams {
    * (0–20) in the `tokens` events; absent: no logprobs.
    */
   logprobs?: number;
+  /**
+   * Choices (1–8, absent = 1): decoded as separate sequences sharing the prompt through the prefix cache;
+   * `tokens` events carry their choice's `index`, and the one terminal event counts the prompt once and
+   * every choice's output. With a seed, choice i samples with seed + i.
+   */
+  n?: number;
 }
 
 /**
@@ -147,10 +153,16 @@ export type NodeEvent =
        * ends generation is billed but is not output, so it has none).
        */
       logprobs?: TokenLogprob[];
+      /** Which choice these tokens belong to, when the request asked for n > 1. */
+      index?: number;
     }
   | {
       type: 'finish';
+      /** Choice 0's reason (or cancelled, when the request was). */
       finish_reason: Exclude<FinishReason, 'error'>;
+      /** With n > 1: every choice's reason, by index. */
+      finish_reasons?: Exclude<FinishReason, 'error'>[];
+      /** The prompt once (choice 0's cache hits) and every choice's output tokens. */
       usage: Usage;
     }
   | {

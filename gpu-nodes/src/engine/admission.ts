@@ -19,8 +19,11 @@ export interface AdmissionLimits {
 
 /** The fields of `GenerateRequest` and `SamplingParams` (shared/protocol.ts); keep in step with it. */
 const REQUEST_KEYS: ReadonlySet<string> = new Set(['version', 'request_id', 'model', 'prompt_token_ids', 'sampling', 'cache_salt']);
+/** Most choices one request may ask for (`sampling.n`). */
+export const MAX_CHOICES = 8;
+
 const SAMPLING_KEYS: ReadonlySet<string> = new Set([
-  'max_tokens', 'temperature', 'top_p', 'seed', 'stop_token_ids', 'stop', 'presence_penalty', 'frequency_penalty',
+  'n', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop_token_ids', 'stop', 'presence_penalty', 'frequency_penalty',
   'repetition_penalty', 'top_k', 'min_p', 'min_tokens', 'logit_bias', 'response_format', 'logprobs',
 ]);
 
@@ -70,6 +73,7 @@ export function checkGenerateRequest(body: GenerateRequest, limits: AdmissionLim
   if (s.logprobs !== undefined && !(int(s.logprobs, 0) && s.logprobs <= MAX_TOP_LOGPROBS)) {
     throw bad(`sampling.logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}]`, 'top_logprobs');
   }
+  if (s.n !== undefined && !(int(s.n, 1) && s.n <= MAX_CHOICES)) throw bad(`sampling.n must be an integer in [1, ${MAX_CHOICES}]`, 'n');
   const rf = s.response_format;
   if (rf !== undefined) {
     const ok =

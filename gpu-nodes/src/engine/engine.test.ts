@@ -220,6 +220,34 @@ describe('Engine on k2-tiny', () => {
       await expect(engine.submit(body(prompts[2], { logit_bias: { '999999999': 1 } }), () => {})).rejects.toThrow(/logit_bias/);
     });
 
+    it('n choices: the prompt is prefilled once and shared, each choice samples as its own seeded sequence, usage counts the prompt once', async () => {
+      const prompt = prompts[2]; // 41 tokens: two full blocks of 16 are shared, the 9-token tail is recomputed per choice
+      const rowsBefore = engine.stats.promptRowsComputed;
+      const r = await generate(engine, body(prompt, { max_tokens: 4, temperature: 1, seed: 5, n: 3 }, 'org-n'));
+      expect(engine.stats.promptRowsComputed - rowsBefore).toBe(41 + 2 * 9);
+      expect(r.events.filter((e) => e.type === 'start')).toHaveLength(1);
+      const byChoice = [0, 1, 2].map((i) => r.events.flatMap((e) => (e.type === 'tokens' && (e.index ?? 0) === i ? e.token_ids : [])));
+      for (const ids of byChoice) expect(ids).toHaveLength(4);
+      expect(r.end).toMatchObject({ type: 'finish', finish_reason: 'length', finish_reasons: ['length', 'length', 'length'] });
+      expect(r.end.usage).toEqual({ prompt_tokens: 41, cached_tokens: 0, completion_tokens: 12 });
+      // Choice i is the sequence a single request with seed 5 + i gets.
+      for (const i of [0, 1, 2]) expect((await generate(engine, body(prompt, { max_tokens: 4, temperature: 1, seed: 5 + i }, 'org-n'))).ids).toEqual(byChoice[i]);
+      expectAllBlocksBack(engine);
+    });
+
+    it('n choices: cancelling the request ends every choice once, billing what each streamed', async () => {
+      const b = body(prompts[1], { max_tokens: 200, n: 2 });
+      let seen = 0;
+      const r = await generate(engine, b, (e) => {
+        if (e.type === 'tokens' && ++seen === 5) expect(engine.cancel(b.request_id)).toBe(true);
+      });
+      expect(r.end).toMatchObject({ type: 'finish', finish_reason: 'cancelled' });
+      expect(r.end.usage.completion_tokens).toBe(r.ids.length);
+      expect(r.events.filter((e) => e.type === 'finish' || e.type === 'error')).toHaveLength(1);
+      expect(engine.cancel(b.request_id)).toBe(false);
+      expectAllBlocksBack(engine);
+    });
+
     it('returns every block after many short requests, some cancelled while queued or running', async () => {
       const shared = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56]];
       const runs: Promise<Result>[] = [];

@@ -10,7 +10,8 @@
  */
 import type { GenerateRequest, NodeEvent, NodeLoad, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
-import { checkGenerateRequest } from './admission.ts';
+import { checkGenerateRequest, MAX_CHOICES } from './admission.ts';
+import { ChoiceGroup } from './choice-group.ts';
 import { EngineError, SequenceFailure } from './errors.ts';
 import type { KvCacheManager } from './kv-cache-manager.ts';
 import { OutputProcessor, type StreamDecoder } from './output.ts';
@@ -69,6 +70,8 @@ export class Engine {
   private readonly newDecoder: () => StreamDecoder;
   private readonly grammars: GrammarCompiler | undefined;
   private readonly active = new Map<string, Active>();
+  /** Requests with n > 1, by their request id (their choices are in `active` under choice ids). */
+  private readonly groups = new Map<string, ChoiceGroup>();
   private looping = false;
   /** Moving average of one step's duration, for Retry-After. */
   private stepMsEma = 0;
@@ -91,6 +94,33 @@ export class Engine {
    * compiled (cached per schema, so usually at once).
    */
   async submit(body: GenerateRequest, sink: EventSink): Promise<void> {
+    const n = body?.sampling?.n;
+    if (n === undefined || n === 1) return this.submitOne(body, sink);
+    if (!(Number.isInteger(n) && n >= 1 && n <= MAX_CHOICES)) throw new EngineError('invalid_request', 400, `sampling.n must be an integer in [1, ${MAX_CHOICES}]`, undefined, 'n');
+    if (this.groups.has(body.request_id)) throw new EngineError('invalid_request', 400, `request_id ${body.request_id} is already in flight on this node`);
+    const choice = (i: number): GenerateRequest => {
+      const { n: _n, ...sampling } = body.sampling;
+      return { ...body, request_id: ChoiceGroup.choiceId(body.request_id, i), sampling: sampling.seed === undefined ? sampling : { ...sampling, seed: sampling.seed + i } };
+    };
+    const group: ChoiceGroup = new ChoiceGroup(body.request_id, n, sink, {
+      submitRest: () => {
+        for (let i = 1; i < n; i++) {
+          group.markSubmitted(i);
+          this.submitOne(choice(i), group.sinkFor(i)).catch((err: unknown) => group.failToSubmit(i, err instanceof Error ? err.message : String(err)));
+        }
+      },
+      cancel: (indexes) => {
+        for (const i of indexes) this.cancel(ChoiceGroup.choiceId(body.request_id, i));
+      },
+    });
+    // Choice 0's refusal (bad params, queue full) is the request's: it throws before any event.
+    await this.submitOne(choice(0), group.sinkFor(0));
+    group.markSubmitted(0);
+    this.groups.set(body.request_id, group);
+    group.onDone(() => this.groups.delete(body.request_id));
+  }
+
+  private async submitOne(body: GenerateRequest, sink: EventSink): Promise<void> {
     const check = () => {
       checkGenerateRequest(body, {
         modelId: this.options.modelId,
@@ -136,6 +166,8 @@ export class Engine {
 
   /** Marks the request cancelled; it is finished (blocks freed, usage sent) before the next step. */
   cancel(requestId: string): boolean {
+    const group = this.groups.get(requestId);
+    if (group) return group.cancel();
     const a = this.active.get(requestId);
     if (!a || a.req.cancelled) return false;
     a.req.cancelled = true;
