@@ -5,6 +5,7 @@
  * reach the node without the edge's zod schemas in front, so nothing is trusted.
  */
 import type { ResponseFormat, SamplingParams } from '../../../shared/protocol.ts';
+import { MAX_CHOICES } from '../engine/admission.ts';
 import { MAX_TOP_LOGPROBS } from '../model/logprobs.ts';
 
 export class BadRequest extends Error {
@@ -102,7 +103,6 @@ function logprobs(body: Record<string, unknown>, endpoint: Endpoint): number | u
 /** Asks-for-nothing values of fields this node does not act on yet; anything else is refused, naming the field. */
 function refuseUnsupported(body: Record<string, unknown>): void {
   const neutral: Record<string, (v: unknown) => boolean> = {
-    n: (v) => v === 1,
     parallel_tool_calls: (v) => v === true,
     echo: (v) => v === false,
     best_of: (v) => v === 1,
@@ -135,5 +135,6 @@ export function samplingFields(body: Record<string, unknown>, endpoint: Endpoint
     ...opt('logit_bias', logitBias(body.logit_bias, vocabSize)),
     ...opt('response_format', rf),
     ...opt('logprobs', logprobs(body, endpoint)),
+    ...opt('n', numberIn(body, 'n', 1, MAX_CHOICES, { integer: true })),
   };
 }

@@ -110,7 +110,8 @@ describe('node OpenAI-compatible endpoint', () => {
       [{ logit_bias: { abc: 1 } }, 'logit_bias'],
       [{ max_tokens: 1e300 }, 'max_tokens'],
       [{ seed: 1.5 }, 'seed'],
-      [{ n: 2 }, 'n'],
+      [{ n: 9 }, 'n'],
+      [{ n: 0 }, 'n'],
       [{ tool_choice: 'required' }, 'tool_choice'],
       [{ reasoning_effort: 'low' }, 'reasoning_effort'],
       [{ guided_json: {} }, 'guided_json'],
@@ -161,5 +162,31 @@ describe('node OpenAI-compatible endpoint', () => {
       expect(Object.keys(top).length).toBeGreaterThanOrEqual(1);
       expect(top[lp.tokens![i]]).toBeCloseTo(lp.token_logprobs![i], 6);
     });
+  });
+
+  it('n: 3 returns three choices, streamed with their index, usage counting the prompt once and every choice', async () => {
+    const ask = { model: 'k2-tiny', messages, max_tokens: 3, temperature: 1, seed: 11, n: 3 } as const;
+    const res = await client.chat.completions.create(ask);
+    expect(res.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    expect(res.choices.every((c) => c.finish_reason === 'length')).toBe(true);
+    expect(res.usage!.prompt_tokens).toBe(renderChat(tokenizer, messages).length);
+    expect(res.usage!.completion_tokens).toBe(9);
+    const texts = ['', '', ''];
+    const finishes: (string | null)[] = [null, null, null];
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of await client.chat.completions.create({ ...ask, stream: true, stream_options: { include_usage: true } })) {
+      for (const c of chunk.choices) {
+        texts[c.index] += c.delta.content ?? '';
+        finishes[c.index] = c.finish_reason ?? finishes[c.index];
+      }
+      usage = chunk.usage ?? usage;
+    }
+    // Same seed: the same three answers streamed as returned whole.
+    expect(texts).toEqual(res.choices.map((c) => c.message.content));
+    expect(finishes).toEqual(['length', 'length', 'length']);
+    expect(usage!.completion_tokens).toBe(9);
+    const text = await client.completions.create({ model: 'k2-tiny', prompt: 'Once upon', max_tokens: 2, temperature: 1, seed: 3, n: 2 });
+    expect(text.choices).toHaveLength(2);
+    expect(text.usage!.completion_tokens).toBe(4);
   });
 });

@@ -12,15 +12,14 @@
  */
 import { Hono, type Context } from 'hono';
 import { randomUUID } from 'node:crypto';
-import { chatLogprobs, completionLogprobs } from '../../../shared/openai-logprobs.ts';
-import type { FinishReason, GenerateRequest, TokenLogprob, Usage } from '../../../shared/protocol.ts';
+import type { GenerateRequest, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { chatStopTokenIds, renderChat, type ChatMessage, type ChatTool } from '../../../shared/tokenizer/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import { EngineError } from '../engine/errors.ts';
 import { EventQueue } from './event-queue.ts';
-import { chatChunkWriter, chatCompletionBody, completionChunkWriter, textCompletionBody, type ChunkWriter, type ResponseMeta } from './format.ts';
+import { chatChunkWriter, chatCompletionBody, completionChunkWriter, textCompletionBody, type ChunkWriter, type CollectedChoice, type ResponseMeta } from './format.ts';
 import { BadRequest, numberIn, type Endpoint, samplingFields } from './request-fields.ts';
 
 /** Without max_tokens a chat answer may run this long (OpenAI's "until the context ends" would tie up KV for minutes on CPU). */
@@ -67,21 +66,27 @@ async function run(
   stream: boolean,
   meta: ResponseMeta,
   writer: ChunkWriter,
-  whole: (text: string, reason: FinishReason, usage: Usage, logprobs: TokenLogprob[] | undefined) => unknown,
+  whole: (choices: CollectedChoice[], usage: Usage) => unknown,
 ): Promise<Response> {
   const engine = c.var.engine;
   const queue = new EventQueue();
   await engine.submit(req, queue.push);
   if (!stream) {
-    let text = '';
-    const logprobs: TokenLogprob[] | undefined = req.sampling.logprobs !== undefined ? [] : undefined;
+    const choices: CollectedChoice[] = Array.from({ length: req.sampling.n ?? 1 }, () => ({
+      text: '',
+      reason: 'stop',
+      logprobs: req.sampling.logprobs !== undefined ? [] : undefined,
+    }));
     for (;;) {
       const ev = await queue.next();
       if (ev.type === 'tokens') {
-        text += ev.text;
-        if (ev.logprobs) logprobs?.push(...ev.logprobs);
-      } else if (ev.type === 'finish') return c.json(whole(text, ev.finish_reason, ev.usage, logprobs));
-      else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
+        const choice = choices[ev.index ?? 0];
+        choice.text += ev.text;
+        if (ev.logprobs) choice.logprobs?.push(...ev.logprobs);
+      } else if (ev.type === 'finish') {
+        choices.forEach((ch, i) => (ch.reason = ev.finish_reasons?.[i] ?? ev.finish_reason));
+        return c.json(whole(choices, ev.usage));
+      } else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
     }
   }
   const encoder = new TextEncoder();
@@ -100,13 +105,13 @@ async function run(
         const ev = await queue.next();
         if (ev.type === 'start') continue;
         if (ev.type === 'tokens') {
-          const chunks = writer.text(ev.text, ev.logprobs);
+          const chunks = writer.text(ev.text, ev.logprobs, ev.index);
           for (const chunk of chunks) controller.enqueue(sse(chunk));
           if (chunks.length > 0) return;
           continue;
         }
         done = true;
-        if (ev.type === 'finish') for (const chunk of writer.finish(ev.finish_reason, ev.usage)) controller.enqueue(sse(chunk));
+        if (ev.type === 'finish') for (const chunk of writer.finish(ev.finish_reasons ?? [ev.finish_reason], ev.usage)) controller.enqueue(sse(chunk));
         // A failure mid-stream: one error event in OpenAI's shape, then the end marker.
         else controller.enqueue(sse({ error: { message: ev.message, type: 'server_error', param: null, code: ev.code } }));
         controller.enqueue(sse('[DONE]'));
@@ -158,7 +163,8 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     const req = generateRequest(c.var.engine, body, 'chat', ids, maxTokens, chatStopTokenIds(tokenizer), tokenizer.vocabSize);
     const m = meta('chatcmpl', req.model);
     const includeUsage = includeUsageOf(body);
-    return run(c, req, body.stream === true, m, chatChunkWriter(m, includeUsage, tokenizer), (text, reason, usage, lps) => chatCompletionBody(m, text, reason, usage, lps && chatLogprobs(tokenizer, lps)));
+    const n = req.sampling.n ?? 1;
+    return run(c, req, body.stream === true, m, chatChunkWriter(m, includeUsage, tokenizer, n), (choices, usage) => chatCompletionBody(m, choices, usage, tokenizer));
   });
 
   app.post('/completions', async (c) => {
@@ -173,7 +179,8 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     const req = generateRequest(c.var.engine, body, 'completions', ids, maxTokens, [tokenizer.specialId('[EOS]')], tokenizer.vocabSize);
     const m = meta('cmpl', req.model);
     const includeUsage = includeUsageOf(body);
-    return run(c, req, body.stream === true, m, completionChunkWriter(m, includeUsage, tokenizer), (text, reason, usage, lps) => textCompletionBody(m, text, reason, usage, lps && completionLogprobs(tokenizer, lps)));
+    const n = req.sampling.n ?? 1;
+    return run(c, req, body.stream === true, m, completionChunkWriter(m, includeUsage, tokenizer, n), (choices, usage) => textCompletionBody(m, choices, usage, tokenizer));
   });
 
   // OpenAI's error shape here, not the token-batch protocol's: these callers are OpenAI clients.
