@@ -135,9 +135,32 @@ describe('openai client → worker → GPU node → D1', () => {
     const [id] = k2TinyTokenizer().encode(' river');
     const forced = await client.completions.create({ model: 'k2-tiny', prompt: 'Once upon', max_tokens: 2, temperature: 0, logit_bias: { [id]: 100 }, presence_penalty: 0.5 });
     expect(forced.choices[0].text).toBe(' river river');
-    const refused = await client.chat.completions.create({ model: 'k2-tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: 2, n: 3 }).catch((e: unknown) => e);
+    const refused = await client.chat.completions.create({ model: 'k2-tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: 2, n: 9 }).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
     expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('n');
+  });
+
+  it('n: 3 returns three choices; the prompt is billed once and every choice\'s output, streamed or not', async () => {
+    const ask = { model: 'k2-tiny', messages: [{ role: 'user' as const, content: 'Name a colour.' }], max_tokens: 3, temperature: 1, seed: 4, n: 3 };
+    const { data, response } = await client.chat.completions.create(ask).withResponse();
+    expect(data.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    // The prompt counts once: as many prompt tokens as the same request with one choice.
+    const single = await client.chat.completions.create({ ...ask, n: 1, max_tokens: 1 });
+    expect(data.usage!.prompt_tokens).toBe(single.usage!.prompt_tokens);
+    // Each choice ran to max_tokens (no stop token at random weights in three tokens) or stopped early.
+    expect(data.usage!.completion_tokens).toBeGreaterThanOrEqual(3);
+    expect(data.usage!.completion_tokens).toBeLessThanOrEqual(9);
+    await expectMatches(response.headers.get('x-request-id')!, data.usage!);
+    const { data: stream, response: streamed } = await client.chat.completions.create({ ...ask, stream: true, stream_options: { include_usage: true } }).withResponse();
+    const texts = ['', '', ''];
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) texts[c.index] += c.delta.content ?? '';
+      usage = chunk.usage ?? usage;
+    }
+    expect(texts).toEqual(data.choices.map((c) => c.message.content));
+    expect(usage!.completion_tokens).toBe(data.usage!.completion_tokens);
+    await expectMatches(streamed.headers.get('x-request-id')!, usage!);
   });
 
   it('request surface through the Vercel AI SDK: generateText with sampler settings; generateObject gets a schema-valid object', async () => {

@@ -16,6 +16,7 @@ export interface OpenAISampling {
   /** Chat: a boolean (with top_logprobs alternatives); completions: the number of alternatives. */
   logprobs?: boolean | number | null;
   top_logprobs?: number | null;
+  n?: number | null;
   /** Chat only; the node enforces json_object / json_schema by grammar. */
   response_format?: ResponseFormat | null;
 }
@@ -31,6 +32,7 @@ function processors(body: OpenAISampling): Partial<SamplingParams> {
   if (body.min_tokens != null) out.min_tokens = body.min_tokens;
   if (body.logit_bias != null && Object.keys(body.logit_bias).length > 0) out.logit_bias = body.logit_bias;
   if (body.response_format != null && body.response_format.type !== 'text') out.response_format = body.response_format;
+  if (body.n != null && body.n > 1) out.n = body.n;
   if (typeof body.logprobs === 'number') out.logprobs = body.logprobs;
   else if (body.logprobs === true) out.logprobs = body.top_logprobs ?? 0;
   return out;

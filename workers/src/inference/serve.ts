@@ -150,7 +150,8 @@ async function respond(c: Context<AppEnv>, req: UpstreamRequest, s: Served, open
   const chat = req.endpoint === 'chat.completions';
   if (opened.kind === 'node') {
     const gen = nodeGeneration(s, created, opened.node, opened.replayed);
-    if (req.body.stream) return sseResponse(c, gen, chat ? chatChunks(gen, includeUsage) : completionChunks(gen, includeUsage));
+    const n = req.body.n ?? 1;
+    if (req.body.stream) return sseResponse(c, gen, chat ? chatChunks(gen, includeUsage, n) : completionChunks(gen, includeUsage, n));
     const out = await collect(c, gen);
     return c.json(chat ? chatCompletion(gen, out) : textCompletion(gen, out));
   }

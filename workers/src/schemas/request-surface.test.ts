@@ -135,7 +135,7 @@ describe('served by our node pool: honoured or refused naming the field', () => 
   it('a pool backend refuses the same way', async () => {
     await setBackends('k2-tiny', [{ name: 'pool', kind: 'pool', pool: 'k2-tiny', priority: 0 }]);
     try {
-      const res = await api('/chat/completions', tenant.key, { ...chatBase, n: 3 });
+      const res = await api('/chat/completions', tenant.key, { ...chatBase, n: 9 });
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: { param: string } }).error.param).toBe('n');
     } finally {

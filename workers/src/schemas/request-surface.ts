@@ -34,7 +34,8 @@ const SAMPLING: Record<string, PoolRule> = {
   stream_options: 'honoured',
   // An end-user id for abuse tracking: accepted; it does not change the output.
   user: 'honoured',
-  n: refused('n > 1 is not supported by this model\'s serving nodes; send n = 1 and repeat the request', is(1)),
+  // 1–8 choices decoded as separate sequences sharing the prompt (more is refused below).
+  n: 'honoured',
   // The node's sampler applies these (gpu-nodes/src/model/sampler.ts); logit_bias ids are checked against its vocabulary.
   presence_penalty: 'honoured',
   frequency_penalty: 'honoured',
@@ -113,7 +114,11 @@ function checkFields(body: Record<string, unknown>, rules: Record<string, PoolRu
  * outside the model's vocabulary of `vocabSize` ids). Call it where a
  * request is about to be served by the pool (the default path, or a `pool` backend).
  */
+/** Most choices the pool decodes for one request. */
+export const POOL_MAX_CHOICES = 8;
+
 export function refuseWhatThePoolCannotHonour(endpoint: 'chat.completions' | 'completions', body: ChatCompletionRequest | CompletionRequest, vocabSize: number): void {
+  if (body.n != null && body.n > POOL_MAX_CHOICES) throw unsupported(`n: at most ${POOL_MAX_CHOICES} choices per request on this model's serving nodes; send several requests`, 'n');
   for (const id of Object.keys(body.logit_bias ?? {})) {
     // A bias on an id outside the vocabulary would silently do nothing: the caller meant another token.
     if (Number(id) >= vocabSize) throw new InvalidRequestError(`logit_bias: token id ${id} is outside this model's vocabulary [0, ${vocabSize})`, 'logit_bias', 'invalid_value');
