@@ -74,6 +74,18 @@ export interface SamplingParams {
    * every choice's output. With a seed, choice i samples with seed + i.
    */
   n?: number;
+  /** Constrains the output to K2's tool-call format (tool_choice required / named, parallel_tool_calls false). */
+  tool_calls?: ToolCallConstraint;
+}
+
+/** What OpenAI's tool_choice and parallel_tool_calls ask of the output, with the tools' argument schemas. */
+export interface ToolCallConstraint {
+  /** The functions a call may name (one for a named tool_choice), with their `parameters` JSON schemas. */
+  functions: { name: string; parameters?: Record<string, unknown> }[];
+  /** The output must be tool calls (tool_choice "required" or a named function); false: the model may answer in text. */
+  required: boolean;
+  /** More than one call allowed (parallel_tool_calls, default true); false: the section closes after the first. */
+  parallel: boolean;
 }
 
 /**

@@ -24,7 +24,7 @@ export const MAX_CHOICES = 8;
 
 const SAMPLING_KEYS: ReadonlySet<string> = new Set([
   'n', 'max_tokens', 'temperature', 'top_p', 'seed', 'stop_token_ids', 'stop', 'presence_penalty', 'frequency_penalty',
-  'repetition_penalty', 'top_k', 'min_p', 'min_tokens', 'logit_bias', 'response_format', 'logprobs',
+  'repetition_penalty', 'top_k', 'min_p', 'min_tokens', 'logit_bias', 'response_format', 'logprobs', 'tool_calls',
 ]);
 
 export function checkGenerateRequest(body: GenerateRequest, limits: AdmissionLimits): void {
@@ -82,6 +82,13 @@ export function checkGenerateRequest(body: GenerateRequest, limits: AdmissionLim
         (rf.type === 'json_schema' && typeof rf.json_schema === 'object' && rf.json_schema !== null &&
           (rf.json_schema.schema === undefined || (typeof rf.json_schema.schema === 'object' && rf.json_schema.schema !== null && !Array.isArray(rf.json_schema.schema)))));
     if (!ok) throw bad("sampling.response_format must be {type: 'text' | 'json_object'} or {type: 'json_schema', json_schema: {name, schema: object, strict?}}", 'response_format');
+  }
+  const tc = s.tool_calls;
+  if (tc !== undefined) {
+    const ok =
+      typeof tc === 'object' && tc !== null && typeof tc.required === 'boolean' && typeof tc.parallel === 'boolean' && Array.isArray(tc.functions) &&
+      tc.functions.every((f) => typeof f === 'object' && f !== null && typeof f.name === 'string' && f.name !== '' && (f.parameters === undefined || (typeof f.parameters === 'object' && f.parameters !== null)));
+    if (!ok) throw bad('sampling.tool_calls must be {functions: [{name, parameters?}], required: boolean, parallel: boolean}', 'tool_choice');
   }
   if (body.cache_salt !== undefined && typeof body.cache_salt !== 'string') throw bad('cache_salt must be a string', 'cache_salt');
   const total = ids.length + s.max_tokens;

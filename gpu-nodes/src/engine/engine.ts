@@ -138,8 +138,9 @@ export class Engine {
     check();
     let grammar: GrammarState | undefined;
     const format = body.sampling.response_format;
-    if (format !== undefined && format.type !== 'text') {
-      grammar = await this.grammarFor(format, body.sampling.stop_token_ids);
+    const toolCalls = body.sampling.tool_calls;
+    if ((format !== undefined && format.type !== 'text') || toolCalls !== undefined) {
+      grammar = await this.grammarFor(body.sampling);
       try {
         check(); // the queue or the request id may have changed while the grammar compiled
       } catch (err) {
@@ -153,13 +154,20 @@ export class Engine {
     this.kick();
   }
 
-  /** The request's own grammar matcher, built here from its plain sampling params. */
-  private async grammarFor(format: Exclude<NonNullable<GenerateRequest['sampling']['response_format']>, { type: 'text' }>, stopIds: readonly number[]): Promise<GrammarState> {
-    if (!this.grammars) throw new EngineError('invalid_request', 400, 'response_format is not supported by this node (it has no grammar compiler)', undefined, 'response_format');
+  /** The request's own grammar state, built here from its plain sampling params. */
+  private async grammarFor(sampling: GenerateRequest['sampling']): Promise<GrammarState> {
+    const format = sampling.response_format;
+    const tools = sampling.tool_calls;
+    const param = tools ? 'tool_choice' : 'response_format';
+    if (!this.grammars) throw new EngineError('invalid_request', 400, `${param} is not supported by this node (it has no grammar compiler)`, undefined, param);
     try {
-      return await this.grammars.matcher(format, stopIds);
+      if (tools) {
+        if (format !== undefined && format.type !== 'text') throw new InvalidResponseFormat('response_format cannot be combined with tool_choice required / a named function or parallel_tool_calls false');
+        return await this.grammars.toolCalls(tools, sampling.stop_token_ids);
+      }
+      return await this.grammars.matcher(format as Exclude<NonNullable<typeof format>, { type: 'text' }>, sampling.stop_token_ids);
     } catch (err) {
-      if (err instanceof InvalidResponseFormat) throw new EngineError('invalid_request', 400, err.message, undefined, 'response_format');
+      if (err instanceof InvalidResponseFormat) throw new EngineError('invalid_request', 400, `${param}: ${err.message}`, undefined, param);
       throw err;
     }
   }

@@ -4,7 +4,8 @@
  * 400 naming it, never dropped. Null is taken as absent, as OpenAI does. Callers of this endpoint
  * reach the node without the edge's zod schemas in front, so nothing is trusted.
  */
-import type { ResponseFormat, SamplingParams } from '../../../shared/protocol.ts';
+import type { ResponseFormat, SamplingParams, ToolCallConstraint } from '../../../shared/protocol.ts';
+import { toolCallConstraint } from '../../../shared/tool-choice.ts';
 import { MAX_CHOICES } from '../engine/admission.ts';
 import { MAX_TOP_LOGPROBS } from '../model/logprobs.ts';
 
@@ -100,10 +101,17 @@ function logprobs(body: Record<string, unknown>, endpoint: Endpoint): number | u
   return on === true ? (top ?? 0) : undefined;
 }
 
+/** tool_choice required / named and parallel_tool_calls false, as the constraint the engine enforces. */
+function toolCalls(body: Record<string, unknown>): ToolCallConstraint | undefined {
+  if (present(body.parallel_tool_calls) && typeof body.parallel_tool_calls !== 'boolean') throw new BadRequest('parallel_tool_calls must be a boolean', 'parallel_tool_calls');
+  const { constraint, error } = toolCallConstraint(body.tools, body.tool_choice, body.parallel_tool_calls);
+  if (error !== undefined) throw new BadRequest(error, 'tool_choice');
+  return constraint;
+}
+
 /** Asks-for-nothing values of fields this node does not act on yet; anything else is refused, naming the field. */
 function refuseUnsupported(body: Record<string, unknown>): void {
   const neutral: Record<string, (v: unknown) => boolean> = {
-    parallel_tool_calls: (v) => v === true,
     echo: (v) => v === false,
     best_of: (v) => v === 1,
     suffix: (v) => v === '',
@@ -136,5 +144,6 @@ export function samplingFields(body: Record<string, unknown>, endpoint: Endpoint
     ...opt('response_format', rf),
     ...opt('logprobs', logprobs(body, endpoint)),
     ...opt('n', numberIn(body, 'n', 1, MAX_CHOICES, { integer: true })),
+    ...opt('tool_calls', endpoint === 'chat' ? toolCalls(body) : undefined),
   };
 }

@@ -33,15 +33,11 @@ function errorJson(c: Context, status: 400 | 404 | 413 | 429 | 503 | 500, messag
   return c.json({ error: { message, type, param, code } }, status, headers);
 }
 
-/** tool_choice: 'auto' and 'none' are honoured; anything this node cannot enforce is refused, never ignored. */
+/** The tools the chat template renders: none when tool_choice is 'none'. */
 function toolsOf(body: Record<string, unknown>): ChatTool[] | undefined {
-  const choice = body.tool_choice;
-  if (choice !== undefined && choice !== null && choice !== 'auto' && choice !== 'none') {
-    throw new BadRequest("tool_choice 'required' or a named function is not enforced by this node; use 'auto' or 'none'", 'tool_choice', 'unsupported_parameter');
-  }
   if (body.tools === undefined || body.tools === null) return undefined;
   if (!Array.isArray(body.tools)) throw new BadRequest('tools must be an array', 'tools');
-  return choice === 'none' ? undefined : (body.tools as ChatTool[]);
+  return body.tool_choice === 'none' ? undefined : (body.tools as ChatTool[]);
 }
 
 /** The token-batch request the engine runs for an OpenAI body (every field validated by request-fields.ts). */

@@ -8,7 +8,8 @@
  * Output JSON is compact (no whitespace between elements, `,` and `:` separators): a model is never
  * allowed to spend its max_tokens on indentation, and the answer is what `JSON.stringify` would print.
  */
-import type { ResponseFormat } from '../../../../shared/protocol.ts';
+import type { ResponseFormat, ToolCallConstraint } from '../../../../shared/protocol.ts';
+import { ToolCallGrammar } from './tool-call-grammar.ts';
 import type { Tokenizer } from '../../../../shared/tokenizer/bpe.ts';
 import { xgrammar } from './xgrammar.ts';
 
@@ -51,7 +52,31 @@ export class GrammarCompiler {
    */
   async matcher(format: Exclude<ResponseFormat, { type: 'text' }>, stopTokenIds: readonly number[]): Promise<GrammarState> {
     if (stopTokenIds.length === 0) throw new InvalidResponseFormat('response_format needs at least one stop token id to end the JSON with');
-    const grammar = await this.compiled(format);
+    const { key, schema, strict } = keyOf(format);
+    return this.matcherOf(await this.compiled(key, (c) => c.compileJSONSchema(schema, false, -1, [',', ':'], strict)), stopTokenIds);
+  }
+
+  /** The phase machine enforcing tool_choice / parallel_tool_calls on K2's tool-call markers. */
+  async toolCalls(spec: ToolCallConstraint, stopTokenIds: readonly number[]): Promise<GrammarState> {
+    if (stopTokenIds.length === 0) throw new InvalidResponseFormat('tool_choice needs at least one stop token id to end the tool calls with');
+    if (spec.functions.length === 0) throw new InvalidResponseFormat('tool_choice needs at least one function in tools');
+    return ToolCallGrammar.create(
+      {
+        vocabSize: this.vocabSize,
+        specialId: (content) => this.tokenizer.specialId(content),
+        decode: (ids) => this.tokenizer.decode(ids),
+        ebnfMatcher: async (grammar, stopId) => this.matcherOf(await this.compiled(`ebnf:${grammar}`, (c) => c.compileGrammar(grammar)), [stopId]),
+        jsonMatcher: async (schema, stopId) => {
+          const text = schema === undefined ? '{"type":"object"}' : JSON.stringify(schema);
+          return this.matcherOf(await this.compiled(`open:${text}`, (c) => c.compileJSONSchema(text, false, -1, [',', ':'], false)), [stopId]);
+        },
+      },
+      spec,
+      stopTokenIds,
+    );
+  }
+
+  private async matcherOf(grammar: CompiledGrammar, stopTokenIds: readonly number[]): Promise<GrammarState> {
     const matcher: Matcher = await xgrammar().GrammarMatcher.createGrammarMatcher(grammar, [...stopTokenIds]);
     return {
       nextTokenBitmask: () => matcher.getNextTokenBitmask(),
@@ -60,15 +85,14 @@ export class GrammarCompiler {
     };
   }
 
-  private compiled(format: Exclude<ResponseFormat, { type: 'text' }>): Promise<CompiledGrammar> {
-    const { key, schema, strict } = keyOf(format);
+  private compiled(key: string, compile: (c: Compiler) => Promise<CompiledGrammar>): Promise<CompiledGrammar> {
     const hit = this.cache.get(key);
     if (hit) {
       this.cache.delete(key);
       this.cache.set(key, hit);
       return hit;
     }
-    const compiling = this.compile(schema, strict);
+    const compiling = this.compile(compile);
     // A failed compile is not cached: the next request with the same schema gets the same error anew.
     compiling.catch(() => this.cache.delete(key));
     this.cache.set(key, compiling);
@@ -81,15 +105,15 @@ export class GrammarCompiler {
     return compiling;
   }
 
-  private async compile(schema: string, strict: boolean): Promise<CompiledGrammar> {
+  private async compile(compile: (c: Compiler) => Promise<CompiledGrammar>): Promise<CompiledGrammar> {
     const compiler = await this.compilerOnce();
     try {
-      return await compiler.compileJSONSchema(schema, false, -1, [',', ':'], strict);
+      return await compile(compiler);
     } catch (err) {
       // xgrammar aborts the call on a schema it cannot convert and prints its reason ("[FATAL] ...
       // Unsupported type") to stderr from inside the WASM module; the thrown error carries only "Aborted()".
       throw new InvalidResponseFormat(
-        `response_format: this JSON schema cannot be enforced (an unknown type, an unsupported keyword or a $ref that does not resolve): ${String(err)}`,
+        `this JSON schema cannot be enforced (an unknown type, an unsupported keyword or a $ref that does not resolve): ${String(err)}`,
       );
     }
   }
