@@ -213,6 +213,22 @@ describe('openai client → worker → GPU node → D1', () => {
     expect(text.choices[0].logprobs!.token_logprobs).toHaveLength(text.usage!.completion_tokens);
   });
 
+  it('tool_choice through the edge: a named function is called once with schema-valid arguments; an unknown name is a 400 naming tool_choice', async () => {
+    const args = z.object({ city: z.enum(['Paris', 'Oslo']) });
+    const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', parameters: z.toJSONSchema(args) as Record<string, unknown> } }];
+    const messages = [{ role: 'user' as const, content: 'Weather?' }];
+    const res = await client.chat.completions.create({ model: 'k2-tiny', messages, tools, tool_choice: { type: 'function', function: { name: 'get_weather' } }, parallel_tool_calls: false, max_tokens: 40, seed: 2 });
+    expect(res.choices[0].finish_reason).toBe('tool_calls');
+    const calls = res.choices[0].message.tool_calls!;
+    expect(calls).toHaveLength(1);
+    const call = calls[0] as OpenAI.ChatCompletionMessageFunctionToolCall;
+    expect(call.function.name).toBe('get_weather');
+    expect(args.safeParse(JSON.parse(call.function.arguments)).success).toBe(true);
+    const refused = await client.chat.completions.create({ model: 'k2-tiny', messages, tools, tool_choice: { type: 'function', function: { name: 'nope' } }, max_tokens: 2 }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('tool_choice');
+  });
+
   it('maps errors to what the client library expects', async () => {
     await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     const bad = new OpenAI({ apiKey: 'sk-wrong-key-000000000000', baseURL: `${worker.url}/v1`, maxRetries: 0 });

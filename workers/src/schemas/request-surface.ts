@@ -10,6 +10,7 @@
  * A refusable field is refused only when it asks for something: null, absent or its neutral value
  * (n: 1, logprobs: false, response_format text, ...) asks for nothing and passes.
  */
+import { toolCallConstraint } from '../../../shared/tool-choice.ts';
 import { InvalidRequestError } from '../errors.ts';
 import type { ChatCompletionRequest, CompletionRequest } from './openai.ts';
 
@@ -52,8 +53,10 @@ export const CHAT_POOL_FIELDS: Record<string, PoolRule> = {
   messages: 'honoured',
   max_completion_tokens: 'honoured',
   tools: 'honoured',
-  tool_choice: refused("tool_choice 'required' or a named function is not enforced by this model's serving nodes; use 'auto' or 'none'", (v) => v === 'auto' || v === 'none'),
-  parallel_tool_calls: refused('parallel_tool_calls: false is not enforced by this model\'s serving nodes', is(true)),
+  // required / a named function / parallel_tool_calls false: the node constrains the output to K2's
+  // tool-call markers, the allowed names and each function's argument schema (shared/tool-choice.ts).
+  tool_choice: 'honoured',
+  parallel_tool_calls: 'honoured',
   // The node reports the model's log-probabilities per output token (shared/openai-logprobs.ts shapes).
   logprobs: 'honoured',
   top_logprobs: (v, body) => (v === 0 || body.logprobs === true ? null : 'top_logprobs needs logprobs: true'),
@@ -126,6 +129,8 @@ export function refuseWhatThePoolCannotHonour(endpoint: 'chat.completions' | 'co
   if (endpoint === 'completions') return checkFields(body, COMPLETION_POOL_FIELDS);
   const chat = body as ChatCompletionRequest;
   checkFields(chat, CHAT_POOL_FIELDS);
+  const tools = toolCallConstraint(chat.tools, chat.tool_choice, chat.parallel_tool_calls);
+  if (tools.error !== undefined) throw new InvalidRequestError(tools.error, 'tool_choice', 'invalid_value');
   chat.messages.forEach((m, i) => {
     const known = MESSAGE_KEYS[m.role];
     for (const [key, value] of Object.entries(m)) {
