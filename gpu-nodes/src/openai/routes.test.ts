@@ -115,6 +115,13 @@ describe('node OpenAI-compatible endpoint', () => {
       [{ tool_choice: 'required' }, 'tool_choice'],
       [{ reasoning_effort: 'low' }, 'reasoning_effort'],
       [{ guided_json: {} }, 'guided_json'],
+      [{ messages: [{ role: 'user', content: 5 }] }, 'messages.0.content'],
+      [{ messages: [{ role: 'wizard', content: 'x' }] }, 'messages.0.role'],
+      [{ messages: ['x'] }, 'messages.0'],
+      [{ messages: [{ role: 'user', content: 'x', partial: true }] }, 'messages.0.partial'],
+      [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] }, 'messages.0.content.0'],
+      [{ tools: [5] }, 'tools.0'],
+      [{ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice'],
     ];
     for (const [over, param] of cases) {
       const res = await fetch(`${base}/chat/completions`, { method: 'POST', headers: authorization, body: JSON.stringify({ model: 'k2-tiny', messages, max_tokens: 1, ...over }) });

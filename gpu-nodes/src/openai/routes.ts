@@ -15,9 +15,10 @@ import { randomUUID } from 'node:crypto';
 import type { GenerateRequest, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
-import { chatStopTokenIds, renderChat, type ChatMessage, type ChatTool } from '../../../shared/tokenizer/index.ts';
+import { chatStopTokenIds, renderChat } from '../../../shared/tokenizer/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import { EngineError } from '../engine/errors.ts';
+import { chatMessages, chatTools } from './chat-messages.ts';
 import { EventQueue } from './event-queue.ts';
 import { chatChunkWriter, chatCompletionBody, completionChunkWriter, textCompletionBody, type ChunkWriter, type CollectedChoice, type ResponseMeta } from './format.ts';
 import { BadRequest, numberIn, type Endpoint, samplingFields } from './request-fields.ts';
@@ -31,13 +32,6 @@ type Env = { Variables: { engine: Engine } };
 
 function errorJson(c: Context, status: 400 | 404 | 413 | 429 | 503 | 500, message: string, type: string, code: string | null, param: string | null = null, headers: Record<string, string> = {}) {
   return c.json({ error: { message, type, param, code } }, status, headers);
-}
-
-/** The tools the chat template renders: none when tool_choice is 'none'. */
-function toolsOf(body: Record<string, unknown>): ChatTool[] | undefined {
-  if (body.tools === undefined || body.tools === null) return undefined;
-  if (!Array.isArray(body.tools)) throw new BadRequest('tools must be an array', 'tools');
-  return body.tool_choice === 'none' ? undefined : (body.tools as ChatTool[]);
 }
 
 /** The token-batch request the engine runs for an OpenAI body (every field validated by request-fields.ts). */
@@ -153,8 +147,10 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     const tokenizer = getTokenizer();
     if (!tokenizer) return errorJson(c, 503, 'the tokenizer is still loading; retry shortly', 'server_error', 'not_ready', null, { 'retry-after': '5' });
     const body = await readBody(c);
-    if (!Array.isArray(body.messages) || body.messages.length === 0) throw new BadRequest('messages must be a non-empty array', 'messages');
-    const ids = renderChat(tokenizer, body.messages as ChatMessage[], { tools: toolsOf(body) });
+    const messages = chatMessages(body.messages);
+    const tools = chatTools(body.tools);
+    // tool_choice 'none': the model is not told about the tools at all.
+    const ids = renderChat(tokenizer, messages, { tools: body.tool_choice === 'none' ? undefined : tools });
     const maxTokens = numberIn(body, 'max_completion_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? numberIn(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? DEFAULT_CHAT_MAX_TOKENS;
     const req = generateRequest(c.var.engine, body, 'chat', ids, maxTokens, chatStopTokenIds(tokenizer), tokenizer.vocabSize);
     const m = meta('chatcmpl', req.model);
