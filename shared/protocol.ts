@@ -58,7 +58,56 @@ export interface SamplingParams {
   min_tokens?: number;
   /** Token id (decimal string) → bias added to its logit, as OpenAI's `logit_bias`. */
   logit_bias?: Record<string, number>;
+  /**
+   * OpenAI's `response_format`: json_object / json_schema constrain the output by grammar (the node masks
+   * every token the JSON, or the schema, cannot continue with); text or absent leaves it free.
+   */
+  response_format?: ResponseFormat;
+  /**
+   * Report each output token's log-probability under the model and this many most likely alternatives
+   * (0–20) in the `tokens` events; absent: no logprobs.
+   */
+  logprobs?: number;
+  /**
+   * Choices (1–8, absent = 1): decoded as separate sequences sharing the prompt through the prefix cache;
+   * `tokens` events carry their choice's `index`, and the one terminal event counts the prompt once and
+   * every choice's output. With a seed, choice i samples with seed + i.
+   */
+  n?: number;
+  /** Constrains the output to K2's tool-call format (tool_choice required / named, parallel_tool_calls false). */
+  tool_calls?: ToolCallConstraint;
 }
+
+/** What OpenAI's tool_choice and parallel_tool_calls ask of the output, with the tools' argument schemas. */
+export interface ToolCallConstraint {
+  /** The functions a call may name (one for a named tool_choice), with their `parameters` JSON schemas. */
+  functions: { name: string; parameters?: Record<string, unknown> }[];
+  /** The output must be tool calls (tool_choice "required" or a named function); false: the model may answer in text. */
+  required: boolean;
+  /** More than one call allowed (parallel_tool_calls, default true); false: the section closes after the first. */
+  parallel: boolean;
+}
+
+/**
+ * One output token's log-probability and the most likely alternatives at its position, from the model's
+ * own distribution: log-softmax of the raw logits, before penalties, logit_bias, the response_format
+ * mask and temperature (what OpenAI and vLLM report).
+ */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  /** Most likely first; as many as `sampling.logprobs` asked. */
+  top: { id: number; logprob: number }[];
+}
+
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | {
+      type: 'json_schema';
+      /** `strict: true` also forbids properties and array items the schema does not name. */
+      json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null };
+    };
 
 export interface GenerateRequest {
   version: ProtocolVersion;
@@ -111,10 +160,21 @@ export type NodeEvent =
        * parse; every other special token (EOS, turn markers, reserved ids) adds no text.
        */
       text: string;
+      /**
+       * When `sampling.logprobs` is set: one entry per token of `token_ids` that is output (a stop id that
+       * ends generation is billed but is not output, so it has none).
+       */
+      logprobs?: TokenLogprob[];
+      /** Which choice these tokens belong to, when the request asked for n > 1. */
+      index?: number;
     }
   | {
       type: 'finish';
+      /** Choice 0's reason (or cancelled, when the request was). */
       finish_reason: Exclude<FinishReason, 'error'>;
+      /** With n > 1: every choice's reason, by index. */
+      finish_reasons?: Exclude<FinishReason, 'error'>[];
+      /** The prompt once (choice 0's cache hits) and every choice's output tokens. */
       usage: Usage;
     }
   | {
@@ -137,7 +197,8 @@ export type NodeErrorCode =
   | 'internal_error';
 
 export interface NodeErrorBody {
-  error: { code: NodeErrorCode; message: string };
+  /** `param`: the OpenAI request field at fault (`temperature`, `response_format`), when one is. */
+  error: { code: NodeErrorCode; message: string; param?: string };
 }
 
 export interface NodeLoad {

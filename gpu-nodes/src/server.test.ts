@@ -155,6 +155,35 @@ describe('k2node serve', () => {
     expect(notJson.status).toBe(400);
   });
 
+  it('refuses out-of-range, non-finite and unknown sampling fields with 400 naming the field', async () => {
+    const base = request().sampling;
+    const cases: [Record<string, unknown>, string][] = [
+      [{ temperature: 1e308 }, 'temperature'],
+      [{ temperature: -0.5 }, 'temperature'],
+      [{ temperature: '0.5' }, 'temperature'],
+      [{ top_p: 0 }, 'top_p'],
+      [{ presence_penalty: 2.5 }, 'presence_penalty'],
+      [{ frequency_penalty: -1e300 }, 'frequency_penalty'],
+      [{ max_tokens: 1e300 }, 'max_tokens'],
+      [{ logit_bias: { '100512': 1 } }, 'logit_bias'],
+      [{ logit_bias: { '5': 101 } }, 'logit_bias'],
+      [{ logprobs: 21 }, 'top_logprobs'],
+      [{ stop_token_ids: [-1] }, 'stop_token_ids'],
+      [{ response_format: { type: 'xml' } }, 'response_format'],
+      [{ best_of: 3 }, 'best_of'],
+    ];
+    for (const [over, param] of cases) {
+      const res = await post('/v1/generate', request({ sampling: { ...base, ...over } as GenerateRequest['sampling'] }));
+      const body = (await res.json()) as NodeErrorBody;
+      expect(res.status, JSON.stringify(over)).toBe(400);
+      expect(body.error, JSON.stringify(over)).toMatchObject({ code: 'invalid_request', param });
+    }
+    const extra = await post('/v1/generate', { ...request(), tenant: 'x' });
+    expect(extra.status).toBe(400);
+    expect(((await extra.json()) as NodeErrorBody).error.param).toBe('tenant');
+    await expectDrained();
+  });
+
   it('answers 429 with Retry-After when the queue is full, and cancels on request and on disconnect', async () => {
     const a = request({}, 400);
     const resA = await post('/v1/generate', a);

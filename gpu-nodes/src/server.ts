@@ -78,7 +78,7 @@ async function readJson<T>(req: { json(): Promise<unknown> }): Promise<T | Respo
 }
 
 /** NDJSON stream of one request's events; closing it from the client side cancels the request. */
-function generateStream(engine: Engine, body: GenerateRequest, traceparent: string | undefined): Response {
+async function generateStream(engine: Engine, body: GenerateRequest, traceparent: string | undefined): Promise<Response> {
   const encoder = new TextEncoder();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let done = false;
@@ -102,7 +102,7 @@ function generateStream(engine: Engine, body: GenerateRequest, traceparent: stri
       controller.close();
     }
   };
-  engine.submit(body, loggedSink(body, traceparent, engine.options.nodeId, sink)); // throws EngineError before any byte is streamed
+  await engine.submit(body, loggedSink(body, traceparent, engine.options.nodeId, sink)); // rejects with EngineError before any byte is streamed
   return new Response(stream, {
     headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
   });
@@ -180,7 +180,7 @@ export function createApp(
   app.onError((err) => {
     if (err instanceof EngineError) {
       const headers: Record<string, string> = err.retryAfterS !== undefined ? { 'retry-after': String(err.retryAfterS) } : {};
-      return errorResponse(err.code, err.status, err.message, headers);
+      return errorResponse(err.code, err.status, err.message, headers, err.param);
     }
     console.error('node request failed', err);
     return errorResponse('internal_error', 500, 'internal error on the GPU node; see its log');

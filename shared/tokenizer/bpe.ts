@@ -143,6 +143,11 @@ export class Tokenizer {
     return id;
   }
 
+  /** An ordinary token's bytes, one char per byte (latin1); undefined for special and unused ids. */
+  tokenBytes(id: number): string | undefined {
+    return this.#idBytes[id];
+  }
+
   isSpecial(id: number): boolean {
     return this.#specialById.has(id);
   }

@@ -185,7 +185,7 @@ async function nodeHttpError(res: Response): Promise<ApiError> {
     case 'context_length_exceeded':
       return new InvalidRequestError(message, 'messages', 'context_length_exceeded');
     case 'invalid_request':
-      return new InvalidRequestError(message);
+      return new InvalidRequestError(message, body.error.param ?? null);
     case 'queue_full':
       return new OverloadedError(Number(res.headers.get('retry-after')) || 1);
     default:

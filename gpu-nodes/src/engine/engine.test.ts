@@ -114,6 +114,40 @@ describe('Engine on k2-tiny', () => {
     expectAllBlocksBack(engine);
   });
 
+  it('a sequence whose logits go bad fails alone; its batch-mates finish with the tokens they get alone', async () => {
+    // Fault injection on the real engine: from its third token on, one request's logits row gets a NaN,
+    // another's a +Infinity, a third's every logit is -Infinity (nothing can be sampled).
+    const poison = new Map<string, (row: Float32Array) => void>();
+    const seen = new Map<string, number>();
+    const engine = await load({
+      maxBatch: 8,
+      logitsHook: (id, row) => {
+        const n = (seen.get(id) ?? 0) + 1;
+        seen.set(id, n);
+        if (n >= 3) poison.get(id)?.(row);
+      },
+    });
+    const bad = [body(prompts[0], { max_tokens: 5 }), body(prompts[1], { max_tokens: 5, temperature: 0.7, seed: 1 }), body(prompts[3], { max_tokens: 5 })];
+    poison.set(bad[0].request_id, (row) => void (row[17] = NaN));
+    poison.set(bad[1].request_id, (row) => void (row[3] = Infinity));
+    poison.set(bad[2].request_id, (row) => row.fill(-Infinity));
+    const good = [body(prompts[2], { max_tokens: 5 }), body(prompts[1], { max_tokens: 5 })];
+    const [b0, b1, b2, g2, g1] = await Promise.all([...bad, ...good].map((b) => generate(engine, b)));
+    for (const r of [b0, b1, b2]) {
+      expectWellFormed(r);
+      expect(r.end).toMatchObject({ type: 'error', code: 'internal_error' });
+      // Two tokens were streamed before the fault: usage bills those and nothing more.
+      expect(r.end.usage.completion_tokens).toBe(2);
+    }
+    expect((b0.end as { message: string }).message).toMatch(/NaN/);
+    expect((b2.end as { message: string }).message).toMatch(/every logit is -Infinity/);
+    expect(b0.ids).toEqual(alone[0].ids.slice(0, 2));
+    expect(g2.ids).toEqual(alone[2].ids);
+    expect(g1.ids).toEqual(alone[1].ids);
+    for (const r of [g1, g2]) expect(r.end).toMatchObject({ type: 'finish', finish_reason: 'length' });
+    expectAllBlocksBack(engine);
+  });
+
   describe('on one engine', () => {
     let engine: Engine;
     beforeAll(async () => {
@@ -183,7 +217,35 @@ describe('Engine on k2-tiny', () => {
       expect(held.ids.length).toBeGreaterThanOrEqual(2);
       const forced = await generate(engine, body(prompts[2], { max_tokens: 3, logit_bias: { '42': 100 } }));
       expect(forced.ids).toEqual([42, 42, 42]);
-      expect(() => engine.submit(body(prompts[2], { logit_bias: { '999999999': 1 } }), () => {})).toThrow(/logit_bias/);
+      await expect(engine.submit(body(prompts[2], { logit_bias: { '999999999': 1 } }), () => {})).rejects.toThrow(/logit_bias/);
+    });
+
+    it('n choices: the prompt is prefilled once and shared, each choice samples as its own seeded sequence, usage counts the prompt once', async () => {
+      const prompt = prompts[2]; // 41 tokens: two full blocks of 16 are shared, the 9-token tail is recomputed per choice
+      const rowsBefore = engine.stats.promptRowsComputed;
+      const r = await generate(engine, body(prompt, { max_tokens: 4, temperature: 1, seed: 5, n: 3 }, 'org-n'));
+      expect(engine.stats.promptRowsComputed - rowsBefore).toBe(41 + 2 * 9);
+      expect(r.events.filter((e) => e.type === 'start')).toHaveLength(1);
+      const byChoice = [0, 1, 2].map((i) => r.events.flatMap((e) => (e.type === 'tokens' && (e.index ?? 0) === i ? e.token_ids : [])));
+      for (const ids of byChoice) expect(ids).toHaveLength(4);
+      expect(r.end).toMatchObject({ type: 'finish', finish_reason: 'length', finish_reasons: ['length', 'length', 'length'] });
+      expect(r.end.usage).toEqual({ prompt_tokens: 41, cached_tokens: 0, completion_tokens: 12 });
+      // Choice i is the sequence a single request with seed 5 + i gets.
+      for (const i of [0, 1, 2]) expect((await generate(engine, body(prompt, { max_tokens: 4, temperature: 1, seed: 5 + i }, 'org-n'))).ids).toEqual(byChoice[i]);
+      expectAllBlocksBack(engine);
+    });
+
+    it('n choices: cancelling the request ends every choice once, billing what each streamed', async () => {
+      const b = body(prompts[1], { max_tokens: 200, n: 2 });
+      let seen = 0;
+      const r = await generate(engine, b, (e) => {
+        if (e.type === 'tokens' && ++seen === 5) expect(engine.cancel(b.request_id)).toBe(true);
+      });
+      expect(r.end).toMatchObject({ type: 'finish', finish_reason: 'cancelled' });
+      expect(r.end.usage.completion_tokens).toBe(r.ids.length);
+      expect(r.events.filter((e) => e.type === 'finish' || e.type === 'error')).toHaveLength(1);
+      expect(engine.cancel(b.request_id)).toBe(false);
+      expectAllBlocksBack(engine);
     });
 
     it('returns every block after many short requests, some cancelled while queued or running', async () => {

@@ -9,11 +9,22 @@ export class EngineError extends Error {
   readonly code: NodeErrorCode;
   readonly status: 400 | 404 | 413 | 429 | 503;
   readonly retryAfterS: number | undefined;
+  /** The request field at fault (OpenAI's `param`), when one is. */
+  readonly param: string | undefined;
 
-  constructor(code: NodeErrorCode, status: EngineError['status'], message: string, retryAfterS?: number) {
+  constructor(code: NodeErrorCode, status: EngineError['status'], message: string, retryAfterS?: number, param?: string) {
     super(message);
     this.code = code;
     this.status = status;
     this.retryAfterS = retryAfterS;
+    this.param = param;
+  }
+}
+
+/** Why one request's token could not be produced in a step; the engine fails that request alone. */
+export class SequenceFailure {
+  readonly message: string;
+  constructor(message: string) {
+    this.message = message;
   }
 }

@@ -10,7 +10,8 @@ import type { LmHeadFormat } from '../model/weights.ts';
 import { OUTPUT_MARKERS } from '../../../shared/tokenizer/output-parser.ts';
 import { Engine } from './engine.ts';
 import { KvCacheManager } from './kv-cache-manager.ts';
-import { ModelRunner } from './model-runner.ts';
+import { ModelRunner, type LogitsHook } from './model-runner.ts';
+import { GrammarCompiler } from './structured-output/grammar-compiler.ts';
 
 export interface LoadEngineOptions {
   kernels: Kernels;
@@ -28,6 +29,8 @@ export interface LoadEngineOptions {
   log?: (line: string) => void;
   /** The lm_head as in the checkpoint (default) or int4 (model/weights.ts `LmHeadFormat`). */
   lmHead?: LmHeadFormat;
+  /** Test hook: sees (and may change) each request's logits row before its sampler (fault injection). */
+  logitsHook?: LogitsHook;
 }
 
 export const ENGINE_DEFAULTS = {
@@ -48,11 +51,17 @@ export async function loadEngine(dir: string, opts: LoadEngineOptions): Promise<
     loadTokenizer(dir),
   ]);
   const kv = new KvCacheManager({ numBlocks: kvBlocks, blockSize, enablePrefixCaching: opts.enablePrefixCaching });
-  return new Engine(new ModelRunner(model, kv), kv, () => tokenizer.createDecoder({ skipSpecial: true, keepSpecial: OUTPUT_MARKERS }), {
-    modelId: opts.modelId ?? basename(resolve(dir)),
-    nodeId: opts.nodeId ?? `node-${process.pid}`,
-    maxBatch: opts.maxBatch ?? ENGINE_DEFAULTS.maxBatch,
-    maxTokensPerStep: opts.maxTokensPerStep ?? ENGINE_DEFAULTS.maxTokensPerStep,
-    maxQueue: opts.maxQueue ?? ENGINE_DEFAULTS.maxQueue,
-  });
+  return new Engine(
+    new ModelRunner(model, kv, opts.logitsHook),
+    kv,
+    () => tokenizer.createDecoder({ skipSpecial: true, keepSpecial: OUTPUT_MARKERS }),
+    {
+      modelId: opts.modelId ?? basename(resolve(dir)),
+      nodeId: opts.nodeId ?? `node-${process.pid}`,
+      maxBatch: opts.maxBatch ?? ENGINE_DEFAULTS.maxBatch,
+      maxTokensPerStep: opts.maxTokensPerStep ?? ENGINE_DEFAULTS.maxTokensPerStep,
+      maxQueue: opts.maxQueue ?? ENGINE_DEFAULTS.maxQueue,
+    },
+    new GrammarCompiler(tokenizer, model.config.vocabSize),
+  );
 }

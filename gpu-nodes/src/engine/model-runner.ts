@@ -2,15 +2,31 @@
  * Runs one scheduled step on the model (vLLM's gpu_model_runner): scheduler output → StepBatch →
  * Model.forward → one sampled token per request that samples this step. Holds each request's sampler,
  * so a seeded request's PRNG advances exactly once per token it generates, however it is batched,
- * chunked or preempted.
+ * chunked or preempted. A request with a grammar (structured outputs) has its row masked to the tokens
+ * the grammar allows, and the grammar advances by the sampled token.
+ *
+ * Sampling is per sequence: a row that cannot be sampled (SamplingError: non-finite logits, everything
+ * masked) or a sampler that throws gives that request a SequenceFailure; the rest of the batch goes on.
  */
 import type { Model } from '../model/forward.ts';
+import type { TokenLogprob } from '../../../shared/protocol.ts';
+import { tokenLogprob } from '../model/logprobs.ts';
 import { createSampler, type Sampler } from '../model/sampler.ts';
+import { SequenceFailure } from './errors.ts';
 import type { KvCacheManager } from './kv-cache-manager.ts';
 import type { EngineRequest } from './request.ts';
 import type { SchedulerOutput } from './scheduler.ts';
 import { buildStepBatch } from './step-batch.ts';
 import type { StepRunner } from './engine.ts';
+
+/** Sees, and may change, each sampled row before the sampler does (tests inject faults into one sequence with it). */
+export type LogitsHook = (requestId: string, row: Float32Array) => void;
+
+/** One request's token from a step, with its logprobs when the request asked for them. */
+export interface SampledToken {
+  id: number;
+  logprob?: TokenLogprob;
+}
 
 export class ModelRunner implements StepRunner {
   readonly model: Model;
@@ -24,31 +40,44 @@ export class ModelRunner implements StepRunner {
    */
   private logits = new Float32Array(0);
 
-  constructor(model: Model, kv: KvCacheManager) {
+  private readonly logitsHook: LogitsHook | undefined;
+
+  constructor(model: Model, kv: KvCacheManager, logitsHook?: LogitsHook) {
     this.model = model;
     this.kv = kv;
+    this.logitsHook = logitsHook;
     this.vocabSize = model.config.vocabSize;
     this.maxModelLen = model.maxPositions;
   }
 
-  async execute(out: SchedulerOutput): Promise<Map<EngineRequest, number>> {
+  async execute(out: SchedulerOutput): Promise<Map<EngineRequest, SampledToken | SequenceFailure>> {
     const batch = buildStepBatch(out, (id) => this.kv.blockTable(id), this.kv.blockSize);
     const need = batch.logitRows.length * this.vocabSize;
     if (this.logits.length < need) this.logits = new Float32Array(need);
     const logits = await this.model.forward(batch, undefined, this.logits);
-    const sampled = new Map<EngineRequest, number>();
+    const sampled = new Map<EngineRequest, SampledToken | SequenceFailure>();
     const V = this.vocabSize;
     let i = 0;
     for (const { req, samples } of out.scheduled) {
       if (!samples) continue;
-      sampled.set(req, this.samplerOf(req).sample(logits, i * V, V, req));
-      i++;
+      const row = i++;
+      try {
+        if (this.logitsHook) this.logitsHook(req.id, logits.subarray(row * V, (row + 1) * V));
+        const allowed = req.grammar ? await req.grammar.nextTokenBitmask() : undefined;
+        const id = this.samplerOf(req).sample(logits, row * V, V, req, allowed);
+        if (req.grammar && !req.grammar.accept(id)) throw new Error(`the grammar rejected token ${id} it had allowed`);
+        const k = req.sampling.logprobs;
+        sampled.set(req, k === undefined ? { id } : { id, logprob: tokenLogprob(logits, row * V, V, id, k) });
+      } catch (err) {
+        sampled.set(req, new SequenceFailure(`sampling failed for this sequence: ${err instanceof Error ? err.message : String(err)}`));
+      }
     }
     return sampled;
   }
 
   release(req: EngineRequest): void {
     this.samplers.delete(req.id);
+    req.grammar?.dispose();
   }
 
   private samplerOf(req: EngineRequest): Sampler {

@@ -5,6 +5,7 @@
  */
 import type { FinishReason, SamplingParams } from '../../../shared/protocol.ts';
 import type { BlockHash } from './prefix-cache.ts';
+import type { GrammarState } from './structured-output/grammar-compiler.ts';
 
 export type RequestStatus = 'waiting' | 'running' | 'preempted' | 'finished';
 
@@ -28,8 +29,10 @@ export class EngineRequest {
   /** Times this request lost its KV to preemption and was recomputed. */
   numPreemptions = 0;
   readonly arrivalMs: number;
+  /** The response_format grammar's state, built by the engine from `sampling.response_format`. */
+  readonly grammar: GrammarState | undefined;
 
-  constructor(id: string, promptTokenIds: readonly number[], sampling: SamplingParams, cacheRoot: BlockHash) {
+  constructor(id: string, promptTokenIds: readonly number[], sampling: SamplingParams, cacheRoot: BlockHash, grammar?: GrammarState) {
     if (promptTokenIds.length === 0) throw new Error('empty prompt');
     this.id = id;
     this.sampling = sampling;
@@ -37,6 +40,7 @@ export class EngineRequest {
     this.numPromptTokens = promptTokenIds.length;
     this.tokens = promptTokenIds.slice();
     this.arrivalMs = performance.now();
+    this.grammar = grammar;
   }
 
   get numOutputTokens(): number {

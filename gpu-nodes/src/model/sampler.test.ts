@@ -1,6 +1,6 @@
 // Sampling: greedy, seeded reproducibility, temperature and nucleus behaviour.
 import { describe, expect, it } from 'vitest';
-import { argmax, createSampler, type SamplingConfig, type SamplingHistory } from './sampler.ts';
+import { argmax, createSampler, SamplingError, type SamplingConfig, type SamplingHistory } from './sampler.ts';
 
 const logits = Float32Array.from([1, 3, 2.5, -1, 0, 2.9, 0.5, 1.5]);
 
@@ -100,5 +100,22 @@ describe('logits processors', () => {
     expect([...kept(0.9)].sort()).toEqual([1, 5]);
     expect(kept(0.95)).toEqual(new Set([1]));
     expect(kept(0.5).has(2)).toBe(true);
+  });
+
+  it('an allowed-token bitmask limits the draw to its tokens, greedy or not', () => {
+    const mask = Int32Array.of((1 << 3) | (1 << 6)); // tokens 3 and 6 only
+    expect(createSampler({ temperature: 0, topP: 1 }).sample(logits, 0, logits.length, undefined, mask)).toBe(6);
+    const seen = new Set(Array.from({ length: 200 }, (_, i) => createSampler({ temperature: 1, topP: 0.9, seed: i }).sample(logits, 0, logits.length, undefined, mask)));
+    expect([...seen].sort()).toEqual([3, 6]);
+  });
+
+  it('refuses a row it cannot draw from with SamplingError: NaN, +Infinity, everything masked', () => {
+    for (const temperature of [0, 1]) {
+      const s = createSampler({ temperature, topP: 0.9 });
+      expect(() => s.sample(Float32Array.of(1, NaN, 2))).toThrow(SamplingError);
+      expect(() => s.sample(Float32Array.of(1, Infinity, 2))).toThrow(SamplingError);
+      expect(() => s.sample(Float32Array.of(-Infinity, -Infinity))).toThrow(/every logit is -Infinity/);
+      expect(() => s.sample(logits, 0, logits.length, undefined, Int32Array.of(0))).toThrow(SamplingError);
+    }
   });
 });

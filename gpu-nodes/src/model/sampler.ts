@@ -4,7 +4,11 @@
  *   masked) → repetition_penalty (prompt + output) → frequency / presence penalties (output)
  *   → greedy at temperature 0, otherwise softmax at the temperature → top_k → min_p → top_p (nucleus)
  *   → a draw from a PRNG seeded per request, so the same seed and logits give the same tokens.
- * Stop sequences and max_tokens are the engine's business.
+ * A grammar's allowed-token bitmask (structured outputs), when given, comes first: every other token
+ * is -Infinity before any processor runs. Stop sequences and max_tokens are the engine's business.
+ *
+ * A row the sampler cannot draw from (a NaN or +Infinity logit, or every token masked) throws
+ * SamplingError for this sequence alone; the engine fails that request and its batch-mates go on.
  *
  * The PRNG is xorshift32 over a 32-bit state derived from the seed (as llama2.c's `random_u32`):
  * small, fast, and identical on every platform. Without a seed the state comes from Math.random.
@@ -28,6 +32,11 @@ export interface SamplingConfig {
   stopTokenIds?: readonly number[];
   /** token id → bias added to its logit. */
   logitBias?: ReadonlyMap<number, number>;
+}
+
+/** This sequence's logits row cannot be sampled from; only its request fails. */
+export class SamplingError extends Error {
+  override readonly name = 'SamplingError';
 }
 
 /** What the sampler may look at besides the logits: the request's tokens so far. */
@@ -100,12 +109,16 @@ export class Sampler {
     return (this.state >>> 8) / 16777216;
   }
 
-  /** Sample from logits[offset, offset + vocab); the processors that need the request's tokens read `history`. */
-  sample(logits: Float32Array, offset = 0, vocab = logits.length - offset, history?: SamplingHistory): number {
-    if (this.processes) {
-      logits = this.processed(logits, offset, vocab, history);
+  /**
+   * Sample from logits[offset, offset + vocab); the processors that need the request's tokens read
+   * `history`; `allowed` (bit i of word i >> 5 set: token i may come next) masks the rest.
+   */
+  sample(logits: Float32Array, offset = 0, vocab = logits.length - offset, history?: SamplingHistory, allowed?: Int32Array): number {
+    if (this.processes || allowed) {
+      logits = this.processed(logits, offset, vocab, history, allowed);
       offset = 0;
     }
+    const max = checkedMax(logits, offset, vocab);
     if (this.temperature === 0) return argmax(logits, offset, vocab);
     if (this.probs.length < vocab) {
       this.probs = new Float32Array(vocab);
@@ -113,13 +126,13 @@ export class Sampler {
     }
     const p = this.probs;
     // softmax(logits / T), max-subtracted for stability
-    let max = -Infinity;
-    for (let i = 0; i < vocab; i++) max = Math.max(max, logits[offset + i]);
     let sum = 0;
     for (let i = 0; i < vocab; i++) {
       p[i] = Math.exp((logits[offset + i] - max) / this.temperature);
       sum += p[i];
     }
+    // The top token contributes exp(0) = 1, so only a temperature that turns that into NaN gets here.
+    if (!(sum >= 1 && Number.isFinite(sum))) throw new SamplingError(`softmax at temperature ${this.temperature} is not a distribution (sum ${sum})`);
     for (let i = 0; i < vocab; i++) p[i] /= sum;
     if (this.topK > 0 && this.topK < vocab) this.keepTopK(p, vocab);
     if (this.minP > 0) keepAbove(p, vocab, this.minP * maxOf(p, vocab));
@@ -128,10 +141,11 @@ export class Sampler {
   }
 
   /** The logits row with bias, min_tokens and penalties applied, in this sampler's scratch copy. */
-  private processed(logits: Float32Array, offset: number, vocab: number, history: SamplingHistory | undefined): Float32Array {
+  private processed(logits: Float32Array, offset: number, vocab: number, history: SamplingHistory | undefined, allowed: Int32Array | undefined): Float32Array {
     if (this.work.length < vocab) this.work = new Float32Array(vocab);
     const w = this.work;
     w.set(logits.subarray(offset, offset + vocab));
+    if (allowed) for (let i = 0; i < vocab; i++) if (((allowed[i >> 5] >>> (i & 31)) & 1) === 0) w[i] = -Infinity;
     for (const [id, bias] of this.logitBias) if (id < vocab) w[id] += bias;
     const tokens = history?.tokens ?? [];
     const numPrompt = history?.numPromptTokens ?? tokens.length;
@@ -185,6 +199,22 @@ export class Sampler {
     }
     return cand[last];
   }
+}
+
+/**
+ * The largest logit of a row that can be sampled from; throws SamplingError on a NaN or +Infinity logit
+ * (the forward pass went wrong for this sequence) or when every logit is -Infinity (all masked).
+ */
+function checkedMax(logits: Float32Array, offset: number, vocab: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < vocab; i++) {
+    const x = logits[offset + i];
+    if (x > max) max = x;
+    else if (x !== x) throw new SamplingError(`logit of token ${i} is NaN`);
+  }
+  if (max === Infinity) throw new SamplingError('a logit is +Infinity');
+  if (max === -Infinity) throw new SamplingError('no token can be sampled: every logit is -Infinity (masked by logit_bias, min_tokens or the response_format grammar)');
+  return max;
 }
 
 /** Index of the largest logit; ties go to the lower id. */

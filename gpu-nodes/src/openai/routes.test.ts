@@ -94,4 +94,106 @@ describe('node OpenAI-compatible endpoint', () => {
     const wrongClient = new OpenAI({ apiKey: 'sk-wrong', baseURL: base, maxRetries: 0 });
     await expect(wrongClient.completions.create({ model: 'k2-tiny', prompt: 'x', max_tokens: 1 })).rejects.toMatchObject({ status: 401 });
   });
+
+  it('validates every field: out of range, non-finite or unknown fields are a 400 naming the field', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ temperature: 1e308 }, 'temperature'],
+      [{ temperature: 2.5 }, 'temperature'],
+      [{ top_p: 0 }, 'top_p'],
+      [{ top_p: 1.5 }, 'top_p'],
+      [{ presence_penalty: -3 }, 'presence_penalty'],
+      [{ frequency_penalty: 2.01 }, 'frequency_penalty'],
+      [{ top_logprobs: 21, logprobs: true }, 'top_logprobs'],
+      [{ top_logprobs: 2 }, 'top_logprobs'],
+      [{ logit_bias: { '100512': 1 } }, 'logit_bias'],
+      [{ logit_bias: { '7': -101 } }, 'logit_bias'],
+      [{ logit_bias: { abc: 1 } }, 'logit_bias'],
+      [{ max_tokens: 1e300 }, 'max_tokens'],
+      [{ seed: 1.5 }, 'seed'],
+      [{ n: 9 }, 'n'],
+      [{ n: 0 }, 'n'],
+      [{ tool_choice: 'required' }, 'tool_choice'],
+      [{ reasoning_effort: 'low' }, 'reasoning_effort'],
+      [{ guided_json: {} }, 'guided_json'],
+      [{ messages: [{ role: 'user', content: 5 }] }, 'messages.0.content'],
+      [{ messages: [{ role: 'wizard', content: 'x' }] }, 'messages.0.role'],
+      [{ messages: ['x'] }, 'messages.0'],
+      [{ messages: [{ role: 'user', content: 'x', partial: true }] }, 'messages.0.partial'],
+      [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] }, 'messages.0.content.0'],
+      [{ tools: [5] }, 'tools.0'],
+      [{ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice'],
+    ];
+    for (const [over, param] of cases) {
+      const res = await fetch(`${base}/chat/completions`, { method: 'POST', headers: authorization, body: JSON.stringify({ model: 'k2-tiny', messages, max_tokens: 1, ...over }) });
+      const text = await res.text();
+      expect(res.status, text).toBe(400);
+      const { error } = JSON.parse(text) as { error: { param: string; type: string; message: string } };
+      expect(error, text).toMatchObject({ type: 'invalid_request_error', param });
+    }
+    // Hand-written JSON: 1e999 parses as Infinity, which JSON.stringify could not send.
+    const inf = await fetch(`${base}/completions`, { method: 'POST', headers: authorization, body: '{"model":"k2-tiny","prompt":"x","max_tokens":1,"temperature":1e999}' });
+    expect(inf.status).toBe(400);
+    expect(((await inf.json()) as { error: { param: string } }).error.param).toBe('temperature');
+  });
+
+  it('chat logprobs: the model distribution per output token with top alternatives, the same streamed and not', async () => {
+    const ask = { model: 'k2-tiny', messages, max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 3 } as const;
+    const res = await client.chat.completions.create(ask);
+    const content = res.choices[0].logprobs!.content!;
+    expect(content).toHaveLength(res.usage!.completion_tokens);
+    for (const e of content) {
+      expect(e.top_logprobs).toHaveLength(3);
+      expect(e.logprob).toBeLessThanOrEqual(0);
+      // Greedy: the chosen token is the most likely one.
+      expect(e.token).toBe(e.top_logprobs[0].token);
+      expect(e.logprob).toBeCloseTo(e.top_logprobs[0].logprob, 6);
+      expect(e.top_logprobs[0].logprob).toBeGreaterThanOrEqual(e.top_logprobs[1].logprob);
+      expect(e.top_logprobs.reduce((p, t) => p + Math.exp(t.logprob), 0)).toBeLessThanOrEqual(1 + 1e-6);
+      expect(new TextDecoder().decode(Uint8Array.from(e.bytes!))).toBe(e.token);
+    }
+    expect(content.map((e) => e.token).join('')).toBe(res.choices[0].message.content);
+    const streamed: OpenAI.ChatCompletionTokenLogprob[] = [];
+    for await (const chunk of await client.chat.completions.create({ ...ask, stream: true })) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    expect(streamed).toEqual(content);
+    const without = await client.chat.completions.create({ model: 'k2-tiny', messages, max_tokens: 2, temperature: 0 });
+    expect(without.choices[0].logprobs).toBeNull();
+  });
+
+  it('completions logprobs: tokens, token_logprobs, top_logprobs and text_offset columns', async () => {
+    const res = await client.completions.create({ model: 'k2-tiny', prompt: 'Once upon a time', max_tokens: 3, temperature: 0, logprobs: 2 });
+    const lp = res.choices[0].logprobs!;
+    expect(lp.tokens).toHaveLength(res.usage!.completion_tokens);
+    expect(lp.tokens!.join('')).toBe(res.choices[0].text);
+    expect(lp.text_offset).toEqual(lp.tokens!.map((_, i) => lp.tokens!.slice(0, i).join('').length));
+    lp.top_logprobs!.forEach((top, i) => {
+      expect(Object.keys(top).length).toBeGreaterThanOrEqual(1);
+      expect(top[lp.tokens![i]]).toBeCloseTo(lp.token_logprobs![i], 6);
+    });
+  });
+
+  it('n: 3 returns three choices, streamed with their index, usage counting the prompt once and every choice', async () => {
+    const ask = { model: 'k2-tiny', messages, max_tokens: 3, temperature: 1, seed: 11, n: 3 } as const;
+    const res = await client.chat.completions.create(ask);
+    expect(res.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    expect(res.choices.every((c) => c.finish_reason === 'length')).toBe(true);
+    expect(res.usage!.prompt_tokens).toBe(renderChat(tokenizer, messages).length);
+    expect(res.usage!.completion_tokens).toBe(9);
+    const texts = ['', '', ''];
+    const finishes: (string | null)[] = [null, null, null];
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of await client.chat.completions.create({ ...ask, stream: true, stream_options: { include_usage: true } })) {
+      for (const c of chunk.choices) {
+        texts[c.index] += c.delta.content ?? '';
+        finishes[c.index] = c.finish_reason ?? finishes[c.index];
+      }
+      usage = chunk.usage ?? usage;
+    }
+    // Same seed: the same three answers streamed as returned whole.
+    expect(texts).toEqual(res.choices.map((c) => c.message.content));
+    expect(finishes).toEqual(['length', 'length', 'length']);
+    expect(usage!.completion_tokens).toBe(9);
+    const text = await client.completions.create({ model: 'k2-tiny', prompt: 'Once upon', max_tokens: 2, temperature: 1, seed: 3, n: 2 });
+    expect(text.choices).toHaveLength(2);
+    expect(text.usage!.completion_tokens).toBe(4);
+  });
 });

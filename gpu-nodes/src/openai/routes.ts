@@ -12,14 +12,16 @@
  */
 import { Hono, type Context } from 'hono';
 import { randomUUID } from 'node:crypto';
-import type { FinishReason, GenerateRequest, Usage } from '../../../shared/protocol.ts';
+import type { GenerateRequest, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
-import { chatStopTokenIds, renderChat, type ChatMessage, type ChatTool } from '../../../shared/tokenizer/index.ts';
+import { chatStopTokenIds, renderChat } from '../../../shared/tokenizer/index.ts';
 import type { Engine } from '../engine/engine.ts';
 import { EngineError } from '../engine/errors.ts';
+import { chatMessages, chatTools } from './chat-messages.ts';
 import { EventQueue } from './event-queue.ts';
-import { chatChunkWriter, chatCompletionBody, completionChunkWriter, textCompletionBody, type ChunkWriter, type ResponseMeta } from './format.ts';
+import { chatChunkWriter, chatCompletionBody, completionChunkWriter, textCompletionBody, type ChunkWriter, type CollectedChoice, type ResponseMeta } from './format.ts';
+import { BadRequest, numberIn, type Endpoint, samplingFields } from './request-fields.ts';
 
 /** Without max_tokens a chat answer may run this long (OpenAI's "until the context ends" would tie up KV for minutes on CPU). */
 const DEFAULT_CHAT_MAX_TOKENS = 256;
@@ -28,92 +30,54 @@ const DEFAULT_COMPLETION_MAX_TOKENS = 16;
 
 type Env = { Variables: { engine: Engine } };
 
-interface OpenAIBody {
-  model?: unknown;
-  messages?: unknown;
-  prompt?: unknown;
-  tools?: unknown;
-  tool_choice?: unknown;
-  max_tokens?: unknown;
-  max_completion_tokens?: unknown;
-  temperature?: unknown;
-  top_p?: unknown;
-  seed?: unknown;
-  stop?: unknown;
-  stream?: unknown;
-  stream_options?: { include_usage?: unknown } | null;
-}
-
-class BadRequest extends Error {
-  readonly param: string | null;
-  constructor(message: string, param: string | null = null) {
-    super(message);
-    this.name = 'BadRequest';
-    this.param = param;
-  }
-}
-
 function errorJson(c: Context, status: 400 | 404 | 413 | 429 | 503 | 500, message: string, type: string, code: string | null, param: string | null = null, headers: Record<string, string> = {}) {
   return c.json({ error: { message, type, param, code } }, status, headers);
 }
 
-const num = (v: unknown, name: string, fallback: number): number => {
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new BadRequest(`${name} must be a number`, name);
-  return v;
-};
-
-function stopStrings(stop: unknown): string[] {
-  if (stop === undefined || stop === null) return [];
-  if (typeof stop === 'string') return [stop];
-  if (Array.isArray(stop) && stop.every((s) => typeof s === 'string')) return stop;
-  throw new BadRequest('stop must be a string or an array of strings', 'stop');
-}
-
-/** The token-batch request the engine runs for an OpenAI body. */
-function generateRequest(engine: Engine, body: OpenAIBody, promptTokenIds: number[], maxTokens: number, stopIds: number[]): GenerateRequest {
+/** The token-batch request the engine runs for an OpenAI body (every field validated by request-fields.ts). */
+function generateRequest(engine: Engine, body: Record<string, unknown>, endpoint: Endpoint, promptTokenIds: number[], maxTokens: number, stopIds: number[], vocabSize: number): GenerateRequest {
   if (typeof body.model !== 'string' || body.model !== engine.options.modelId) {
     throw new EngineError('model_not_found', 404, `this node serves '${engine.options.modelId}', not '${String(body.model)}'`);
   }
-  const seed = body.seed === undefined || body.seed === null ? undefined : num(body.seed, 'seed', 0);
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw new BadRequest('stream must be a boolean', 'stream');
   return {
     version: PROTOCOL_VERSION,
     request_id: `oai-${randomUUID()}`,
     model: body.model,
     prompt_token_ids: promptTokenIds,
-    sampling: {
-      max_tokens: Math.trunc(maxTokens),
-      temperature: num(body.temperature, 'temperature', 1),
-      top_p: num(body.top_p, 'top_p', 1),
-      ...(seed !== undefined ? { seed } : {}),
-      stop_token_ids: stopIds,
-      stop: stopStrings(body.stop),
-    },
+    sampling: { max_tokens: maxTokens, stop_token_ids: stopIds, ...samplingFields(body, endpoint, vocabSize) },
   };
 }
 
 /** Submits and answers: SSE when streaming, one JSON object otherwise. Engine refusals throw before any byte. */
-function run(
+async function run(
   c: Context<Env>,
   req: GenerateRequest,
   stream: boolean,
   meta: ResponseMeta,
   writer: ChunkWriter,
-  whole: (text: string, reason: FinishReason, usage: Usage) => unknown,
-): Response | Promise<Response> {
+  whole: (choices: CollectedChoice[], usage: Usage) => unknown,
+): Promise<Response> {
   const engine = c.var.engine;
   const queue = new EventQueue();
-  engine.submit(req, queue.push);
+  await engine.submit(req, queue.push);
   if (!stream) {
-    return (async () => {
-      let text = '';
-      for (;;) {
-        const ev = await queue.next();
-        if (ev.type === 'tokens') text += ev.text;
-        else if (ev.type === 'finish') return c.json(whole(text, ev.finish_reason, ev.usage));
-        else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
-      }
-    })();
+    const choices: CollectedChoice[] = Array.from({ length: req.sampling.n ?? 1 }, () => ({
+      text: '',
+      reason: 'stop',
+      logprobs: req.sampling.logprobs !== undefined ? [] : undefined,
+    }));
+    for (;;) {
+      const ev = await queue.next();
+      if (ev.type === 'tokens') {
+        const choice = choices[ev.index ?? 0];
+        choice.text += ev.text;
+        if (ev.logprobs) choice.logprobs?.push(...ev.logprobs);
+      } else if (ev.type === 'finish') {
+        choices.forEach((ch, i) => (ch.reason = ev.finish_reasons?.[i] ?? ev.finish_reason));
+        return c.json(whole(choices, ev.usage));
+      } else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
+    }
   }
   const encoder = new TextEncoder();
   const sse = (data: unknown) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
@@ -131,13 +95,13 @@ function run(
         const ev = await queue.next();
         if (ev.type === 'start') continue;
         if (ev.type === 'tokens') {
-          const chunks = writer.text(ev.text);
+          const chunks = writer.text(ev.text, ev.logprobs, ev.index);
           for (const chunk of chunks) controller.enqueue(sse(chunk));
           if (chunks.length > 0) return;
           continue;
         }
         done = true;
-        if (ev.type === 'finish') for (const chunk of writer.finish(ev.finish_reason, ev.usage)) controller.enqueue(sse(chunk));
+        if (ev.type === 'finish') for (const chunk of writer.finish(ev.finish_reasons ?? [ev.finish_reason], ev.usage)) controller.enqueue(sse(chunk));
         // A failure mid-stream: one error event in OpenAI's shape, then the end marker.
         else controller.enqueue(sse({ error: { message: ev.message, type: 'server_error', param: null, code: ev.code } }));
         controller.enqueue(sse('[DONE]'));
@@ -153,15 +117,22 @@ function run(
   return new Response(body, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' } });
 }
 
+function includeUsageOf(body: Record<string, unknown>): boolean {
+  const so = body.stream_options;
+  if (so === undefined || so === null) return false;
+  if (typeof so !== 'object' || Array.isArray(so)) throw new BadRequest('stream_options must be an object', 'stream_options');
+  return (so as { include_usage?: unknown }).include_usage === true;
+}
+
 function meta(prefix: string, model: string): ResponseMeta {
   return { id: `${prefix}-${randomUUID().replaceAll('-', '')}`, created: Math.floor(Date.now() / 1000), model };
 }
 
-async function readBody(c: Context): Promise<OpenAIBody> {
+async function readBody(c: Context): Promise<Record<string, unknown>> {
   try {
     const body = (await c.req.json()) as unknown;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequest('the body must be a JSON object');
-    return body as OpenAIBody;
+    return body as Record<string, unknown>;
   } catch (err) {
     if (err instanceof BadRequest) throw err;
     throw new BadRequest('the body must be JSON');
@@ -176,14 +147,16 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     const tokenizer = getTokenizer();
     if (!tokenizer) return errorJson(c, 503, 'the tokenizer is still loading; retry shortly', 'server_error', 'not_ready', null, { 'retry-after': '5' });
     const body = await readBody(c);
-    if (!Array.isArray(body.messages) || body.messages.length === 0) throw new BadRequest('messages must be a non-empty array', 'messages');
-    const tools = body.tool_choice === 'none' || !Array.isArray(body.tools) ? undefined : (body.tools as ChatTool[]);
-    const ids = renderChat(tokenizer, body.messages as ChatMessage[], { tools });
-    const maxTokens = num(body.max_completion_tokens ?? body.max_tokens, 'max_tokens', DEFAULT_CHAT_MAX_TOKENS);
-    const req = generateRequest(c.var.engine, body, ids, maxTokens, chatStopTokenIds(tokenizer));
+    const messages = chatMessages(body.messages);
+    const tools = chatTools(body.tools);
+    // tool_choice 'none': the model is not told about the tools at all.
+    const ids = renderChat(tokenizer, messages, { tools: body.tool_choice === 'none' ? undefined : tools });
+    const maxTokens = numberIn(body, 'max_completion_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? numberIn(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? DEFAULT_CHAT_MAX_TOKENS;
+    const req = generateRequest(c.var.engine, body, 'chat', ids, maxTokens, chatStopTokenIds(tokenizer), tokenizer.vocabSize);
     const m = meta('chatcmpl', req.model);
-    const includeUsage = body.stream_options?.include_usage === true;
-    return run(c, req, body.stream === true, m, chatChunkWriter(m, includeUsage), (text, reason, usage) => chatCompletionBody(m, text, reason, usage));
+    const includeUsage = includeUsageOf(body);
+    const n = req.sampling.n ?? 1;
+    return run(c, req, body.stream === true, m, chatChunkWriter(m, includeUsage, tokenizer, n), (choices, usage) => chatCompletionBody(m, choices, usage, tokenizer));
   });
 
   app.post('/completions', async (c) => {
@@ -194,21 +167,22 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     if (typeof prompt !== 'string' || prompt === '') throw new BadRequest('prompt must be a non-empty string', 'prompt');
     // allowSpecial false: a prompt that spells "<|im_end|>" gets ordinary tokens, not the marker.
     const ids = tokenizer.encode(prompt, { allowSpecial: false });
-    const maxTokens = num(body.max_tokens, 'max_tokens', DEFAULT_COMPLETION_MAX_TOKENS);
-    const req = generateRequest(c.var.engine, body, ids, maxTokens, [tokenizer.specialId('[EOS]')]);
+    const maxTokens = numberIn(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? DEFAULT_COMPLETION_MAX_TOKENS;
+    const req = generateRequest(c.var.engine, body, 'completions', ids, maxTokens, [tokenizer.specialId('[EOS]')], tokenizer.vocabSize);
     const m = meta('cmpl', req.model);
-    const includeUsage = body.stream_options?.include_usage === true;
-    return run(c, req, body.stream === true, m, completionChunkWriter(m, includeUsage), (text, reason, usage) => textCompletionBody(m, text, reason, usage));
+    const includeUsage = includeUsageOf(body);
+    const n = req.sampling.n ?? 1;
+    return run(c, req, body.stream === true, m, completionChunkWriter(m, includeUsage, tokenizer, n), (choices, usage) => textCompletionBody(m, choices, usage, tokenizer));
   });
 
   // OpenAI's error shape here, not the token-batch protocol's: these callers are OpenAI clients.
   app.onError((err, c) => {
-    if (err instanceof BadRequest) return errorJson(c, 400, err.message, 'invalid_request_error', null, err.param);
+    if (err instanceof BadRequest) return errorJson(c, 400, err.message, 'invalid_request_error', err.code, err.param);
     if (err instanceof EngineError) {
       const headers: Record<string, string> = err.retryAfterS !== undefined ? { 'retry-after': String(err.retryAfterS) } : {};
       const type = err.status === 429 ? 'rate_limit_error' : err.status === 503 ? 'server_error' : 'invalid_request_error';
       // 413 (prompt + max_tokens too long) is OpenAI's 400 context_length_exceeded.
-      return errorJson(c, err.status === 413 ? 400 : err.status, err.message, type, err.code, null, headers);
+      return errorJson(c, err.status === 413 ? 400 : err.status, err.message, type, err.code, err.param ?? null, headers);
     }
     console.error('openai endpoint failed', err);
     return errorJson(c, 500, 'internal error on the GPU node; see its log', 'server_error', 'internal_error');

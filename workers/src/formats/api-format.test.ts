@@ -22,7 +22,7 @@ function streamed(renderer: Parameters<typeof nodeEventFormatter>[0], size: numb
   const fmt = nodeEventFormatter(renderer);
   const events = [...fmt.start()];
   for (let i = 0; i < K2_TEXT.length; i += size) events.push(...fmt.text(K2_TEXT.slice(i, i + size)));
-  events.push(...fmt.finish('stop', usage));
+  events.push(...fmt.finish(['stop'], usage));
   return events as NamedEvent[];
 }
 
@@ -119,6 +119,6 @@ describe('Responses from K2 output', () => {
     const last = nodeEventFormatter(cut);
     last.start();
     last.text('partial');
-    expect(last.finish('length', usage).at(-1)).toMatchObject({ type: 'response.incomplete', response: { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } } });
+    expect(last.finish(['length'], usage).at(-1)).toMatchObject({ type: 'response.incomplete', response: { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } } });
   });
 });

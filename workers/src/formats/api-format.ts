@@ -65,7 +65,8 @@ export function nodeEventFormatter(renderer: EventRenderer): ChunkFormatter {
     named: true,
     start: () => renderer.start(),
     text: (text) => renderer.push(parser.push(text)),
-    finish: (reason, usage) => [...renderer.push(parser.finish()), ...renderer.finish(endReason(reason), usage)],
+    // These APIs have one choice (n is not among their fields): its reason is the first.
+    finish: (reasons, usage) => [...renderer.push(parser.finish()), ...renderer.finish(endReason(reasons[0]), usage)],
     error: (message) => renderer.fail(message),
   };
 }

@@ -1,5 +1,6 @@
 /** OpenAI chat.completion / chat.completion.chunk objects from a generation. */
-import type { FinishReason, Usage } from '../../../shared/protocol.ts';
+import { chatLogprobContent, chatLogprobs } from '../../../shared/openai-logprobs.ts';
+import type { FinishReason, TokenLogprob, Usage } from '../../../shared/protocol.ts';
 import { OutputParser, parseOutput, type OutputDelta } from '../../../shared/tokenizer/index.ts';
 import type { Generation } from '../inference/generation.ts';
 import type { ChunkFormatter, Collected } from '../inference/stream.ts';
@@ -13,53 +14,71 @@ function finishReason(reason: FinishReason, madeToolCalls: boolean): OpenAIFinis
 }
 
 export function chatCompletion(gen: Generation, out: Collected) {
-  const parsed = parseOutput(out.text);
-  const message: Record<string, unknown> = { role: 'assistant', content: parsed.content };
-  if (parsed.reasoning_content !== null) message.reasoning_content = parsed.reasoning_content;
-  if (parsed.tool_calls.length > 0) message.tool_calls = parsed.tool_calls;
   return {
     id: `chatcmpl-${gen.requestId}`,
     object: 'chat.completion' as const,
     created: gen.created,
     model: gen.model.id,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(out.finishReason, parsed.tool_calls.length > 0) }],
+    choices: out.choices.map((choice, index) => {
+      const parsed = parseOutput(choice.text);
+      const message: Record<string, unknown> = { role: 'assistant', content: parsed.content };
+      if (parsed.reasoning_content !== null) message.reasoning_content = parsed.reasoning_content;
+      if (parsed.tool_calls.length > 0) message.tool_calls = parsed.tool_calls;
+      return {
+        index,
+        message,
+        logprobs: choice.logprobs ? chatLogprobs(gen.tokenizer, choice.logprobs) : null,
+        finish_reason: finishReason(choice.finishReason, parsed.tool_calls.length > 0),
+      };
+    }),
     usage: openAIUsage(out.usage),
   };
 }
 
-/** Streaming: text goes through K2's output parser so reasoning and tool calls get their own fields. */
-export function chatChunks(gen: Generation, includeUsage: boolean): ChunkFormatter {
-  const parser = new OutputParser();
-  let madeToolCalls = false;
-  const chunk = (delta: Record<string, unknown>, finish: OpenAIFinish | null = null) => ({
-    id: `chatcmpl-${gen.requestId}`,
-    object: 'chat.completion.chunk' as const,
-    created: gen.created,
-    model: gen.model.id,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    // With include_usage every chunk carries `usage: null` and one extra chunk carries the totals.
-    ...(includeUsage ? { usage: null } : {}),
-  });
-  const deltas = (ds: OutputDelta[]) =>
+/**
+ * Streaming: text goes through K2's output parser (one per choice) so reasoning and tool calls get
+ * their own fields. A token's logprobs ride on the first chunk its text produces (the parser may hold
+ * text back while it could still be a marker; the entries then wait, at the latest for the finish chunk).
+ */
+export function chatChunks(gen: Generation, includeUsage: boolean, n = 1): ChunkFormatter {
+  const choices = Array.from({ length: n }, () => ({ parser: new OutputParser(), madeToolCalls: false, pending: [] as TokenLogprob[] }));
+  const chunk = (index: number, delta: Record<string, unknown>, finish: OpenAIFinish | null = null) => {
+    const c = choices[index];
+    const logprobs = c.pending.length > 0 ? { content: chatLogprobContent(gen.tokenizer, c.pending), refusal: null } : null;
+    c.pending = [];
+    return {
+      id: `chatcmpl-${gen.requestId}`,
+      object: 'chat.completion.chunk' as const,
+      created: gen.created,
+      model: gen.model.id,
+      choices: [{ index, delta, logprobs, finish_reason: finish }],
+      // With include_usage every chunk carries `usage: null` and one extra chunk carries the totals.
+      ...(includeUsage ? { usage: null } : {}),
+    };
+  };
+  const deltas = (index: number, ds: OutputDelta[]) =>
     ds.map((d) => {
       switch (d.type) {
         case 'content':
-          return chunk({ content: d.text });
+          return chunk(index, { content: d.text });
         case 'reasoning':
-          return chunk({ reasoning_content: d.text });
+          return chunk(index, { reasoning_content: d.text });
         case 'tool_call_start':
-          madeToolCalls = true;
-          return chunk({ tool_calls: [{ index: d.index, id: d.id, type: 'function', function: { name: d.name, arguments: '' } }] });
+          choices[index].madeToolCalls = true;
+          return chunk(index, { tool_calls: [{ index: d.index, id: d.id, type: 'function', function: { name: d.name, arguments: '' } }] });
         case 'tool_call_arguments':
-          return chunk({ tool_calls: [{ index: d.index, function: { arguments: d.text } }] });
+          return chunk(index, { tool_calls: [{ index: d.index, function: { arguments: d.text } }] });
       }
     });
   return {
-    start: () => [chunk({ role: 'assistant', content: '' })],
-    text: (text) => deltas(parser.push(text)),
-    finish(reason: FinishReason, usage: Usage) {
-      const last: unknown[] = [...deltas(parser.finish()), chunk({}, finishReason(reason, madeToolCalls))];
-      if (includeUsage) last.push({ ...chunk({}), choices: [], usage: openAIUsage(usage) });
+    start: () => choices.map((_, i) => chunk(i, { role: 'assistant', content: '' })),
+    text(text, logprobs, index = 0) {
+      if (logprobs) choices[index].pending.push(...logprobs);
+      return deltas(index, choices[index].parser.push(text));
+    },
+    finish(reasons: FinishReason[], usage: Usage) {
+      const last: unknown[] = choices.flatMap((c, i) => [...deltas(i, c.parser.finish()), chunk(i, {}, finishReason(reasons[i] ?? reasons[0], c.madeToolCalls))]);
+      if (includeUsage) last.push({ ...chunk(0, {}), choices: [], usage: openAIUsage(usage) });
       return last;
     },
   };

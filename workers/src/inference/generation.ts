@@ -7,6 +7,7 @@ import { priceInForce, type ModelBackendRow, type ModelRow, type PriceRow } from
 import { ModelNotFoundError, UpstreamUnavailableError } from '../errors.ts';
 import type { UsageMeter } from '../billing/meter.ts';
 import type { NodeGeneration } from '../node-client.ts';
+import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 
 export interface ModelTarget {
   model: ModelRow;
@@ -35,6 +36,8 @@ export interface Generation {
   model: ModelRow;
   meter: UsageMeter;
   node: NodeGeneration;
+  /** The model's tokenizer: logprob entries name token ids, and clients get their text and bytes. */
+  tokenizer: Tokenizer;
   /** Stops the node exchange and asks the node to cancel (client disconnected). Idempotent. */
   cancel(): Promise<void>;
 }

@@ -1,4 +1,5 @@
-import type { SamplingParams } from '../../../shared/protocol.ts';
+import type { ResponseFormat, SamplingParams } from '../../../shared/protocol.ts';
+import { toolCallConstraint } from '../../../shared/tool-choice.ts';
 
 /** The OpenAI sampling fields both endpoints share, after zod. */
 export interface OpenAISampling {
@@ -13,6 +14,16 @@ export interface OpenAISampling {
   min_p?: number | null;
   min_tokens?: number | null;
   logit_bias?: Record<string, number> | null;
+  /** Chat: a boolean (with top_logprobs alternatives); completions: the number of alternatives. */
+  logprobs?: boolean | number | null;
+  top_logprobs?: number | null;
+  n?: number | null;
+  /** Chat only: the node enforces tool_choice required / named and parallel_tool_calls false. */
+  tools?: unknown;
+  tool_choice?: unknown;
+  parallel_tool_calls?: boolean | null;
+  /** Chat only; the node enforces json_object / json_schema by grammar. */
+  response_format?: ResponseFormat | null;
 }
 
 /** The optional logit processors the client set (null and absent are both "off"). */
@@ -25,6 +36,13 @@ function processors(body: OpenAISampling): Partial<SamplingParams> {
   if (body.min_p != null) out.min_p = body.min_p;
   if (body.min_tokens != null) out.min_tokens = body.min_tokens;
   if (body.logit_bias != null && Object.keys(body.logit_bias).length > 0) out.logit_bias = body.logit_bias;
+  if (body.response_format != null && body.response_format.type !== 'text') out.response_format = body.response_format;
+  if (body.n != null && body.n > 1) out.n = body.n;
+  // An impossible combination was refused already (schemas/request-surface.ts); here it asks for nothing.
+  const tools = toolCallConstraint(body.tools, body.tool_choice, body.parallel_tool_calls).constraint;
+  if (tools) out.tool_calls = tools;
+  if (typeof body.logprobs === 'number') out.logprobs = body.logprobs;
+  else if (body.logprobs === true) out.logprobs = body.top_logprobs ?? 0;
   return out;
 }
 

@@ -154,7 +154,8 @@ async function respond(c: Context<AppEnv>, req: UpstreamRequest, s: Served, open
   if (req.endpoint === 'chat.completions' && req.format) return respondTranslated(c, req.format, req.body.stream === true, s, created, opened);
   if (opened.kind === 'node') {
     const gen = nodeGeneration(s, created, opened.node, opened.replayed);
-    if (req.body.stream) return sseResponse(c, gen, chat ? chatChunks(gen, includeUsage) : completionChunks(gen, includeUsage));
+    const n = req.body.n ?? 1;
+    if (req.body.stream) return sseResponse(c, gen, chat ? chatChunks(gen, includeUsage, n) : completionChunks(gen, includeUsage, n));
     const out = await collect(c, gen);
     return c.json(chat ? chatCompletion(gen, out) : textCompletion(gen, out));
   }
@@ -178,7 +179,8 @@ async function respondTranslated(c: Context<AppEnv>, format: ApiFormat, stream: 
     const gen = nodeGeneration(s, created, opened.node, opened.replayed);
     if (stream) return sseResponse(c, gen, nodeEventFormatter(format.events(ctx)));
     const out = await collect(c, gen);
-    return c.json(format.json(ctx, { output: parseOutput(out.text), end: endReason(out.finishReason), usage: out.usage }));
+    const [only] = out.choices;
+    return c.json(format.json(ctx, { output: parseOutput(only.text), end: endReason(only.finishReason), usage: out.usage }));
   }
   const rc: RelayContext = { id: s.requestId, chunkObject: 'chat.completion.chunk', created, model: s.target.model.id, meter: s.meter, promptTokens: s.promptTokens, tokenizer: s.tokenizer };
   if (opened.kind === 'stream') return relayStream(c, rc, opened.stream, false, format.events(ctx));
@@ -198,6 +200,7 @@ function nodeGeneration(s: Served, created: number, node: NodeGeneration, replay
     model: s.target.model,
     meter: s.meter,
     node,
+    tokenizer: s.tokenizer,
     cancel() {
       cancelled ??= (async () => {
         node.close();

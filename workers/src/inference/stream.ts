@@ -5,7 +5,7 @@
  * (`event: <type>\ndata: {...}\n\n`, no [DONE]).
  */
 import type { Context } from 'hono';
-import type { FinishReason, Usage } from '../../../shared/protocol.ts';
+import type { FinishReason, TokenLogprob, Usage } from '../../../shared/protocol.ts';
 import type { AppEnv } from '../env.ts';
 import { UpstreamError } from '../errors.ts';
 import type { Generation } from './generation.ts';
@@ -13,10 +13,10 @@ import type { Generation } from './generation.ts';
 export interface ChunkFormatter {
   /** Chunks sent before any text (chat sends the assistant role here). */
   start(): unknown[];
-  /** Chunks for newly generated text (may be none while text is held back). */
-  text(text: string): unknown[];
-  /** The last chunks: finish_reason, then usage when the client asked for it. */
-  finish(reason: FinishReason, usage: Usage): unknown[];
+  /** Chunks for newly generated text of choice `index` (may be none while text is held back), with its tokens' logprobs when asked for. */
+  text(text: string, logprobs?: TokenLogprob[], index?: number): unknown[];
+  /** The last chunks: each choice's finish_reason (by index), then usage when the client asked for it. */
+  finish(reasons: FinishReason[], usage: Usage): unknown[];
   /** Chunks are objects with a `type`, each sent as `event: <type>`; the stream ends without [DONE]. */
   named?: boolean;
   /** The events that report a failure after the headers went out (default: OpenAI's error body). */
@@ -66,11 +66,11 @@ export function sseResponse(c: Context<AppEnv>, gen: Generation, fmt: ChunkForma
               meter.started(ev.prompt_tokens, ev.cached_tokens);
             } else if (ev.type === 'tokens') {
               meter.sent(ev.token_ids.length);
-              const chunks = fmt.text(ev.text);
+              const chunks = fmt.text(ev.text, ev.logprobs, ev.index);
               for (const chunk of chunks) controller.enqueue(frame(chunk));
               if (chunks.length > 0) return;
             } else if (ev.type === 'finish') {
-              for (const chunk of fmt.finish(ev.finish_reason, ev.usage)) controller.enqueue(frame(chunk));
+              for (const chunk of fmt.finish(ev.finish_reasons ?? [ev.finish_reason], ev.usage)) controller.enqueue(frame(chunk));
               if (!fmt.named) controller.enqueue(sse('[DONE]'));
               controller.close();
               ended = true;
@@ -117,25 +117,40 @@ function failStream(controller: ReadableStreamDefaultController<Uint8Array>, fmt
   controller.close();
 }
 
-export interface Collected {
+/** One choice of a collected generation. */
+export interface CollectedChoice {
   text: string;
+  /** Every output token's logprob entry, when the request asked for logprobs. */
+  logprobs: TokenLogprob[] | undefined;
   finishReason: FinishReason;
+}
+
+export interface Collected {
+  /** By index; one unless the request asked for n > 1. */
+  choices: CollectedChoice[];
+  /** The prompt once and every choice's output. */
   usage: Usage;
 }
 
 /** Reads the whole generation (non-streaming requests), recording usage when it ends. */
 export async function collect(c: Context<AppEnv>, gen: Generation): Promise<Collected> {
   const { meter, node } = gen;
-  let text = '';
+  const choices: CollectedChoice[] = [];
+  const choice = (i: number) => (choices[i] ??= { text: '', logprobs: undefined, finishReason: 'stop' });
   try {
     for (let ev = await node.events.next(); ev; ev = await node.events.next()) {
       if (ev.type === 'start') meter.started(ev.prompt_tokens, ev.cached_tokens);
       else if (ev.type === 'tokens') {
         meter.sent(ev.token_ids.length);
-        text += ev.text;
+        const ch = choice(ev.index ?? 0);
+        ch.text += ev.text;
+        if (ev.logprobs) (ch.logprobs ??= []).push(...ev.logprobs);
       } else if (ev.type === 'finish') {
         c.executionCtx.waitUntil(meter.finish('completed', ev.finish_reason, ev.usage));
-        return { text, finishReason: ev.finish_reason, usage: ev.usage };
+        const reasons = ev.finish_reasons ?? [ev.finish_reason];
+        // A choice that ended before any token (cancelled while queued) still has its place.
+        reasons.forEach((reason, i) => (choice(i).finishReason = reason));
+        return { choices, usage: ev.usage };
       } else {
         c.executionCtx.waitUntil(meter.finish('failed', 'error', ev.usage));
         throw new UpstreamError(ev.message);

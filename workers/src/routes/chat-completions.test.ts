@@ -170,6 +170,18 @@ describe('chat request errors', () => {
     expect((await api('/models', broke.key)).status).toBe(200);
   });
 
+  it('n choices hold n × max_tokens of output: credit for one choice admits n: 1 and refuses n: 2 with 402', async () => {
+    const count = await api('/tokenizers/estimate-token-count', tenant.key, { model: 'k2-tiny', messages });
+    const promptTokens = ((await count.json()) as { data: { total_tokens: number } }).data.total_tokens;
+    const price = await priceAt(database(env.DB), 'k2-tiny', Date.now());
+    const oneChoice = costMicros(price!, { promptTokens, cachedTokens: 0, completionTokens: 4 });
+    const exact = await createTenant({ creditMicros: oneChoice });
+    const two = await errorOf(await api('/chat/completions', exact.key, { model: 'k2-tiny', messages, max_tokens: 4, n: 2 }));
+    expect(two).toMatchObject({ status: 402, code: 'insufficient_quota' });
+    const one = await api('/chat/completions', exact.key, { model: 'k2-tiny', messages, max_tokens: 4, n: 1 });
+    expect(one.status, await one.clone().text()).toBe(200);
+  });
+
   it('400 when the prompt exceeds the context length', async () => {
     const long = 'lorem ipsum '.repeat(3000);
     const err = await errorOf(await api('/chat/completions', tenant.key, { model: 'k2-tiny', messages: [{ role: 'user', content: long }] }));

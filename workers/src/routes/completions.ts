@@ -18,6 +18,7 @@ export const completions = new Hono<AppEnv>().post('/', requireScope('completion
   // Served by our own pool only: a field the node cannot honour is a 400 now, before anything is held.
   if (target.backends.length === 0) refuseWhatThePoolCannotHonour(req.endpoint, body, prompt.tokenizer.vocabSize);
   // Key and org limits and the worst-case credit hold: 429 / 402 before any backend is contacted.
-  await c.var.billing.admit({ model: body.model, promptTokens: prompt.promptTokenIds.length, maxTokens: prompt.maxTokens, price: target.price });
+  // With n choices each may run to max_tokens: the worst case held is n × max_tokens of output.
+  await c.var.billing.admit({ model: body.model, promptTokens: prompt.promptTokenIds.length, maxTokens: prompt.maxTokens * (body.n ?? 1), price: target.price });
   return serve(c, target, startedAt, req, prompt);
 });

@@ -10,11 +10,12 @@
  * A refusable field is refused only when it asks for something: null, absent or its neutral value
  * (n: 1, logprobs: false, response_format text, ...) asks for nothing and passes.
  */
+import { toolCallConstraint } from '../../../shared/tool-choice.ts';
 import { InvalidRequestError } from '../errors.ts';
 import type { ChatCompletionRequest, CompletionRequest } from './openai.ts';
 
 /** 'honoured', or a check that returns why the value cannot be served by the pool (null: it asks for nothing). */
-export type PoolRule = 'honoured' | ((value: unknown) => string | null);
+export type PoolRule = 'honoured' | ((value: unknown, body: Record<string, unknown>) => string | null);
 
 const refused =
   (why: string, neutral: (v: unknown) => boolean = () => false): PoolRule =>
@@ -34,7 +35,8 @@ const SAMPLING: Record<string, PoolRule> = {
   stream_options: 'honoured',
   // An end-user id for abuse tracking: accepted; it does not change the output.
   user: 'honoured',
-  n: refused('n > 1 is not supported by this model\'s serving nodes; send n = 1 and repeat the request', is(1)),
+  // 1–8 choices decoded as separate sequences sharing the prompt (more is refused below).
+  n: 'honoured',
   // The node's sampler applies these (gpu-nodes/src/model/sampler.ts); logit_bias ids are checked against its vocabulary.
   presence_penalty: 'honoured',
   frequency_penalty: 'honoured',
@@ -51,11 +53,15 @@ export const CHAT_POOL_FIELDS: Record<string, PoolRule> = {
   messages: 'honoured',
   max_completion_tokens: 'honoured',
   tools: 'honoured',
-  tool_choice: refused("tool_choice 'required' or a named function is not enforced by this model's serving nodes; use 'auto' or 'none'", (v) => v === 'auto' || v === 'none'),
-  parallel_tool_calls: refused('parallel_tool_calls: false is not enforced by this model\'s serving nodes', is(true)),
-  logprobs: refused('logprobs are not supported by this model\'s serving nodes', is(false)),
-  top_logprobs: refused('top_logprobs are not supported by this model\'s serving nodes', is(0)),
-  response_format: refused('response_format json_object / json_schema is not supported by this model\'s serving nodes', (v) => (v as { type?: unknown }).type === 'text'),
+  // required / a named function / parallel_tool_calls false: the node constrains the output to K2's
+  // tool-call markers, the allowed names and each function's argument schema (shared/tool-choice.ts).
+  tool_choice: 'honoured',
+  parallel_tool_calls: 'honoured',
+  // The node reports the model's log-probabilities per output token (shared/openai-logprobs.ts shapes).
+  logprobs: 'honoured',
+  top_logprobs: (v, body) => (v === 0 || body.logprobs === true ? null : 'top_logprobs needs logprobs: true'),
+  // The node constrains decoding by grammar (gpu-nodes/src/engine/structured-output/); a schema it cannot compile is its 400.
+  response_format: 'honoured',
   reasoning_effort: refused('reasoning_effort is not supported: this model has no effort levels'),
   verbosity: refused('verbosity is not supported by this model'),
   modalities: refused('this model only answers with text', (v) => Array.isArray(v) && v.every((m) => m === 'text')),
@@ -78,7 +84,7 @@ export const COMPLETION_POOL_FIELDS: Record<string, PoolRule> = {
   ...SAMPLING,
   prompt: 'honoured',
   echo: refused('echo is not supported by this model\'s serving nodes', is(false)),
-  logprobs: refused('logprobs are not supported by this model\'s serving nodes'),
+  logprobs: 'honoured',
   best_of: refused('best_of > 1 is not supported by this model\'s serving nodes', is(1)),
   suffix: refused('suffix (insertion) is not supported by this model', is('')),
 };
@@ -101,7 +107,7 @@ function checkFields(body: Record<string, unknown>, rules: Record<string, PoolRu
     const param = path + key;
     if (rule === undefined) throw unsupported(`'${param}' is not a parameter this model's serving nodes understand; remove it`, param);
     if (rule === 'honoured') continue;
-    const why = rule(value);
+    const why = rule(value, body);
     if (why !== null) throw unsupported(`${param}: ${why}`, param);
   }
 }
@@ -111,7 +117,11 @@ function checkFields(body: Record<string, unknown>, rules: Record<string, PoolRu
  * outside the model's vocabulary of `vocabSize` ids). Call it where a
  * request is about to be served by the pool (the default path, or a `pool` backend).
  */
+/** Most choices the pool decodes for one request. */
+export const POOL_MAX_CHOICES = 8;
+
 export function refuseWhatThePoolCannotHonour(endpoint: 'chat.completions' | 'completions', body: ChatCompletionRequest | CompletionRequest, vocabSize: number): void {
+  if (body.n != null && body.n > POOL_MAX_CHOICES) throw unsupported(`n: at most ${POOL_MAX_CHOICES} choices per request on this model's serving nodes; send several requests`, 'n');
   for (const id of Object.keys(body.logit_bias ?? {})) {
     // A bias on an id outside the vocabulary would silently do nothing: the caller meant another token.
     if (Number(id) >= vocabSize) throw new InvalidRequestError(`logit_bias: token id ${id} is outside this model's vocabulary [0, ${vocabSize})`, 'logit_bias', 'invalid_value');
@@ -119,6 +129,8 @@ export function refuseWhatThePoolCannotHonour(endpoint: 'chat.completions' | 'co
   if (endpoint === 'completions') return checkFields(body, COMPLETION_POOL_FIELDS);
   const chat = body as ChatCompletionRequest;
   checkFields(chat, CHAT_POOL_FIELDS);
+  const tools = toolCallConstraint(chat.tools, chat.tool_choice, chat.parallel_tool_calls);
+  if (tools.error !== undefined) throw new InvalidRequestError(tools.error, 'tool_choice', 'invalid_value');
   chat.messages.forEach((m, i) => {
     const known = MESSAGE_KEYS[m.role];
     for (const [key, value] of Object.entries(m)) {
