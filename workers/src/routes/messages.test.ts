@@ -137,12 +137,16 @@ describe('Messages API on our node pool', () => {
     expect((unpaid as InstanceType<typeof Anthropic.APIError>).status).toBe(402);
     expect((unpaid as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({ type: 'error', error: { type: 'billing_error' } });
 
-    // tool_choice "any" is not enforced by our nodes: refused, naming the Messages field.
-    const forced = await anthropic.messages
-      .create({ model: 'k2-tiny', max_tokens: 1, tools: [{ name: 'f', input_schema: { type: 'object' } }], tool_choice: { type: 'any' }, messages: [{ role: 'user', content: 'x' }] })
-      .catch((e: unknown) => e);
-    expect(forced).toBeInstanceOf(Anthropic.BadRequestError);
-    expect((forced as Error).message).toContain('tool_choice');
+    // tool_choice "any" is enforced by the node's tool-call grammar: a schema that admits only {} makes the call whole.
+    const forced = await anthropic.messages.create({
+      model: 'k2-tiny',
+      max_tokens: 64,
+      tools: [{ name: 'f', input_schema: { type: 'object', properties: {}, additionalProperties: false } }],
+      tool_choice: { type: 'any', disable_parallel_tool_use: true },
+      messages: [{ role: 'user', content: 'x' }],
+    });
+    expect(forced.stop_reason).toBe('tool_use');
+    expect(forced.content.filter((b) => b.type === 'tool_use')).toMatchObject([{ type: 'tool_use', name: 'f', input: {} }]);
     await expectReconciled(tenant.orgId);
   });
 });

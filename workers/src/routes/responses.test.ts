@@ -76,6 +76,13 @@ describe('Responses API on our node pool', () => {
     await expectBilled(helped.id, helped.usage!);
   });
 
+  it('honours text.format json_schema on the pool through the chat grammar path', async () => {
+    const schema = { type: 'object', properties: { city: { type: 'string', enum: ['Paris'] } }, required: ['city'], additionalProperties: false };
+    const answer = await openai.responses.create({ model: 'k2-tiny', input: 'x', max_output_tokens: 32, text: { format: { type: 'json_schema', name: 'city', schema, strict: true } } });
+    expect(JSON.parse(answer.output_text)).toEqual({ city: 'Paris' });
+    await expectBilled(answer.id, answer.usage!);
+  });
+
   it('refuses what it cannot honour, naming the Responses field', async () => {
     const refused = async (body: Record<string, unknown>) => {
       const err = await openai.responses.create({ model: 'k2-tiny', input: 'x', max_output_tokens: 1, ...body } as never).catch((e: unknown) => e);
@@ -83,8 +90,6 @@ describe('Responses API on our node pool', () => {
       return (err as InstanceType<typeof OpenAI.BadRequestError>).param;
     };
     expect(await refused({ previous_response_id: 'resp_1' })).toBe('previous_response_id');
-    // No grammar-constrained decoding on the pool: json_schema is refused, not ignored.
-    expect(await refused({ text: { format: { type: 'json_schema', name: 'city', schema: { type: 'object' } } } })).toBe('text.format');
     expect(await refused({ reasoning: { effort: 'high' } })).toBe('reasoning.effort');
     expect(await refused({ tools: [{ type: 'web_search' }] })).toBe('tools.0.type');
     expect(await refused({ conversation: 'conv_1' })).toBe('conversation');
