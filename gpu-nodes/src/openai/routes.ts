@@ -16,7 +16,7 @@ import type { FinishReason, GenerateRequest, Usage } from '../../../shared/proto
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { chatStopTokenIds, renderChat, type ChatMessage, type ChatTool } from '../../../shared/tokenizer/index.ts';
-import type { Engine } from '../engine/engine.ts';
+import type { EngineHandle } from '../engine-thread/engine-handle.ts';
 import { EngineError } from '../engine/errors.ts';
 import { EventQueue } from './event-queue.ts';
 import { chatChunkWriter, chatCompletionBody, completionChunkWriter, textCompletionBody, type ChunkWriter, type ResponseMeta } from './format.ts';
@@ -26,7 +26,7 @@ const DEFAULT_CHAT_MAX_TOKENS = 256;
 /** OpenAI's default for the legacy endpoint. */
 const DEFAULT_COMPLETION_MAX_TOKENS = 16;
 
-type Env = { Variables: { engine: Engine } };
+type Env = { Variables: { engine: EngineHandle } };
 
 interface OpenAIBody {
   model?: unknown;
@@ -71,7 +71,7 @@ function stopStrings(stop: unknown): string[] {
 }
 
 /** The token-batch request the engine runs for an OpenAI body. */
-function generateRequest(engine: Engine, body: OpenAIBody, promptTokenIds: number[], maxTokens: number, stopIds: number[]): GenerateRequest {
+function generateRequest(engine: EngineHandle, body: OpenAIBody, promptTokenIds: number[], maxTokens: number, stopIds: number[]): GenerateRequest {
   if (typeof body.model !== 'string' || body.model !== engine.options.modelId) {
     throw new EngineError('model_not_found', 404, `this node serves '${engine.options.modelId}', not '${String(body.model)}'`);
   }
@@ -93,27 +93,25 @@ function generateRequest(engine: Engine, body: OpenAIBody, promptTokenIds: numbe
 }
 
 /** Submits and answers: SSE when streaming, one JSON object otherwise. Engine refusals throw before any byte. */
-function run(
+async function run(
   c: Context<Env>,
   req: GenerateRequest,
   stream: boolean,
   meta: ResponseMeta,
   writer: ChunkWriter,
   whole: (text: string, reason: FinishReason, usage: Usage) => unknown,
-): Response | Promise<Response> {
+): Promise<Response> {
   const engine = c.var.engine;
   const queue = new EventQueue();
-  engine.submit(req, queue.push);
+  await engine.submit(req, queue.push);
   if (!stream) {
-    return (async () => {
-      let text = '';
-      for (;;) {
-        const ev = await queue.next();
-        if (ev.type === 'tokens') text += ev.text;
-        else if (ev.type === 'finish') return c.json(whole(text, ev.finish_reason, ev.usage));
-        else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
-      }
-    })();
+    let text = '';
+    for (;;) {
+      const ev = await queue.next();
+      if (ev.type === 'tokens') text += ev.text;
+      else if (ev.type === 'finish') return c.json(whole(text, ev.finish_reason, ev.usage));
+      else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
+    }
   }
   const encoder = new TextEncoder();
   const sse = (data: unknown) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
@@ -147,7 +145,7 @@ function run(
     },
     cancel() {
       // The client left: free the sequence at the next engine step.
-      if (!done) engine.cancel(req.request_id);
+      if (!done) void engine.cancel(req.request_id);
     },
   }, { highWaterMark: 0 });
   return new Response(body, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' } });
