@@ -54,20 +54,26 @@ export class EngineThread implements EngineHandle {
   static async start(config: EngineThreadConfig): Promise<EngineThread> {
     const worker = new Worker(new URL('./engine-worker.ts', import.meta.url), { workerData: config });
     const ready = await new Promise<Extract<FromEngine, { type: 'ready' }>>((resolve, reject) => {
-      const fail = (err: Error) => {
+      const exited = (code: number) => fail(new Error(`engine thread exited with code ${code} while loading the model`));
+      const detach = () => {
         worker.off('message', onMessage);
+        worker.off('error', fail);
+        worker.off('exit', exited);
+      };
+      const fail = (err: Error) => {
+        detach();
         void worker.terminate();
         reject(err);
       };
       const onMessage = (m: FromEngine) => {
         if (m.type === 'ready') {
-          worker.off('message', onMessage);
-          worker.off('error', fail);
+          detach();
           resolve(m);
         } else if (m.type === 'load_failed') fail(new Error(m.message));
       };
       worker.on('message', onMessage);
-      worker.once('error', fail);
+      worker.on('error', fail);
+      worker.on('exit', exited);
     });
     return new EngineThread(worker, ready);
   }
