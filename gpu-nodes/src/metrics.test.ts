@@ -109,6 +109,11 @@ describe('node /metrics scraped by a real Prometheus', () => {
     expect(await scalar('sum(vllm:request_success_total{finished_reason="length"})')).toBe(REQUESTS);
     expect(await scalar('sum(vllm:num_requests_running)')).toBe(0);
     expect(await scalar('k2node_kernel_backend_info{backend="reference"}')).toBe(1);
+    // Counted inside the engine, on its own thread, and carried to /metrics by its snapshots: every
+    // request took at least one prefill step and MAX_TOKENS − 1 decode steps; nothing was preempted.
+    expect(await scalar('sum(k2node_engine_steps_total)')).toBeGreaterThanOrEqual(MAX_TOKENS);
+    expect(await scalar('sum(k2node_engine_execute_seconds_total)')).toBeGreaterThan(0);
+    expect(await scalar('sum(vllm:num_preemptions_total)')).toBe(0);
 
     // rate() over the last minute: everything sent so far, per second of the window. Prometheus
     // extrapolates a little past the last sample, never below what the samples show.

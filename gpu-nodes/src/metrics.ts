@@ -3,14 +3,17 @@
  * (`vllm:*`) wherever vLLM has the same quantity, so dashboards built for vLLM work unchanged; our
  * own figures are `k2node_*`.
  *
- * Gauges are read from the engine at scrape time (nothing to keep in sync); counters and histograms
- * are fed by `observe()`, which wraps each request's event sink: `start` → prompt and prefix-cache
- * tokens, each `tokens` → generated tokens and the first-token / inter-token latency, the terminal
- * event → end-to-end latency and the finish reason.
+ * Gauges and the engine's own counters are read from the engine at scrape time (nothing to keep in
+ * sync). When the engine runs on its own thread (engine-thread/) that read is the snapshot it posted
+ * with its latest events, so a scrape never waits for a step. The other counters and histograms are
+ * fed on the HTTP thread by `observe()`, which wraps each request's event sink: `start` → prompt and
+ * prefix-cache tokens, each `tokens` → generated tokens and the first-token / inter-token latency,
+ * the terminal event → end-to-end latency and the finish reason.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NodeEvent } from '../../shared/protocol.ts';
-import type { Engine, EventSink } from './engine/engine.ts';
+import type { EngineStats, EventSink } from './engine/engine.ts';
+import type { EngineHandle } from './engine-thread/engine-handle.ts';
 
 // vLLM's bucket edges (vllm/engine/metrics.py), in seconds, so histograms line up with theirs.
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
@@ -19,7 +22,7 @@ const E2E_BUCKETS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 6
 
 export class NodeMetrics {
   readonly registry = new Registry();
-  private engine: Engine | undefined;
+  private engine: EngineHandle | undefined;
   private draining = false;
 
   private readonly promptTokens: Counter<'model_name'>;
@@ -37,7 +40,7 @@ export class NodeMetrics {
     const registers = [this.registry];
     const labelNames = ['model_name'] as const;
     // Read at scrape time: the scheduler and KV pool are the source of truth.
-    const fromLoad = (name: string, help: string, pick: (l: ReturnType<Engine['load']>) => number) =>
+    const fromLoad = (name: string, help: string, pick: (l: ReturnType<EngineHandle['load']>) => number) =>
       new Gauge({
         name,
         help,
@@ -52,6 +55,22 @@ export class NodeMetrics {
     fromLoad('vllm:num_requests_running', 'Requests in the running batch.', (l) => l.running);
     fromLoad('vllm:num_requests_waiting', 'Requests waiting to be scheduled.', (l) => l.queue_depth);
     fromLoad('vllm:kv_cache_usage_perc', 'KV-cache usage; 1 means 100 percent.', (l) => (l.kv_blocks_total === 0 ? 0 : 1 - l.kv_blocks_free / l.kv_blocks_total));
+    // Counted inside the engine (on its thread when it has one); mirrored here at scrape time.
+    const fromStats = (name: string, help: string, pick: (s: EngineStats) => number) =>
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect: () => {
+          const c = this.registry.getSingleMetric(name) as Counter<'model_name'>;
+          c.reset();
+          if (this.engine) c.inc({ model_name: this.engine.options.modelId }, pick(this.engine.stats));
+        },
+      });
+    fromStats('vllm:num_preemptions_total', 'Requests preempted (their KV freed, to be recomputed).', (s) => s.preemptions);
+    fromStats('k2node_engine_steps_total', 'Engine steps run (one forward pass over the batch each).', (s) => s.steps);
+    fromStats('k2node_engine_execute_seconds_total', 'Seconds spent inside the model runner (forward and sampling).', (s) => s.executeMs / 1000);
     this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Prefill tokens processed (including prefix-cache hits).', labelNames, registers });
     this.generationTokens = new Counter({ name: 'vllm:generation_tokens_total', help: 'Generation tokens produced and streamed.', labelNames, registers });
     this.prefixQueries = new Counter({ name: 'vllm:prefix_cache_queries', help: 'Prompt tokens looked up in the prefix cache.', labelNames, registers });
@@ -72,7 +91,7 @@ export class NodeMetrics {
   }
 
   /** The model is in: gauges now read from this engine. */
-  loaded(engine: Engine, backend: string, loadSeconds: number): void {
+  loaded(engine: EngineHandle, backend: string, loadSeconds: number): void {
     this.engine = engine;
     this.backend.set({ backend }, 1);
     this.loadSeconds.set(loadSeconds);
@@ -120,7 +139,7 @@ export class NodeMetrics {
   }
 
   /** Every submit through this engine is observed (the token-batch route and the OpenAI routes alike). */
-  instrument(engine: Engine): void {
+  instrument(engine: EngineHandle): void {
     const submit = engine.submit.bind(engine);
     engine.submit = (body, sink) => submit(body, this.observe(body.model, sink));
   }

@@ -1,6 +1,7 @@
 /**
  * The GPU node's HTTP surface, speaking shared/protocol.ts: HTTP in, engine calls, HTTP out. All
- * scheduling, caching and generation live in engine/; this file only maps requests and errors.
+ * scheduling, caching and generation live in engine/, which `k2node serve` runs on its own thread
+ * (engine-thread/), so these routes answer while a step computes; this file only maps requests and errors.
  *
  *   POST /v1/generate  GenerateRequest → 200 NDJSON stream of NodeEvent (start, tokens…, finish|error)   signed
  *   POST /v1/cancel    CancelRequest   → {cancelled}                                                     signed
@@ -15,8 +16,8 @@ import { bodyLimit } from 'hono/body-limit';
 import type { CancelRequest, GenerateRequest, NodeEvent } from '../../shared/protocol.ts';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { admitUnlessDraining, DrainState } from './drain.ts';
-import type { Engine } from './engine/engine.ts';
 import { EngineError } from './engine/errors.ts';
+import type { EngineHandle } from './engine-thread/engine-handle.ts';
 import type { NodeMetrics } from './metrics.ts';
 import { nodeErrorResponse as errorResponse } from './node-errors.ts';
 import { openAIRoutes } from './openai/routes.ts';
@@ -50,7 +51,7 @@ export function protocolVersion(): MiddlewareHandler {
 }
 
 /** What requireEngine sets on the context. */
-export type EngineVariables = { engine: Engine };
+export type EngineVariables = { engine: EngineHandle };
 
 /**
  * Answers 503 not_ready (Retry-After 5) until the model has loaded and the engine exists; then sets
@@ -59,7 +60,7 @@ export type EngineVariables = { engine: Engine };
  * @example
  * app.use('/v1/*', requireEngine(() => engine));
  */
-export function requireEngine(getEngine: () => Engine | undefined): MiddlewareHandler<{ Variables: EngineVariables }> {
+export function requireEngine(getEngine: () => EngineHandle | undefined): MiddlewareHandler<{ Variables: EngineVariables }> {
   return async function requireEngine(c, next) {
     const engine = getEngine();
     if (!engine) return errorResponse('not_ready', 503, 'model is still loading; retry shortly', { 'retry-after': '5' });
@@ -78,7 +79,7 @@ async function readJson<T>(req: { json(): Promise<unknown> }): Promise<T | Respo
 }
 
 /** NDJSON stream of one request's events; closing it from the client side cancels the request. */
-async function generateStream(engine: Engine, body: GenerateRequest, traceparent: string | undefined): Promise<Response> {
+async function generateStream(engine: EngineHandle, body: GenerateRequest, traceparent: string | undefined): Promise<Response> {
   const encoder = new TextEncoder();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let done = false;
@@ -91,7 +92,7 @@ async function generateStream(engine: Engine, body: GenerateRequest, traceparent
       // stream is closed now, so later events (the cancelled finish) have nowhere to go: drop them.
       if (done) return;
       done = true;
-      engine.cancel(body.request_id);
+      void engine.cancel(body.request_id);
     },
   });
   const sink = (event: NodeEvent) => {
@@ -122,7 +123,7 @@ export interface NodeAppOptions {
  * `getTokenizer` the node also answers OpenAI's /v1/chat/completions and /v1/completions (openai/).
  */
 export function createApp(
-  getEngine: () => Engine | undefined,
+  getEngine: () => EngineHandle | undefined,
   getTokenizer: (() => Tokenizer | undefined) | undefined,
   options: NodeAppOptions,
 ): Hono<{ Variables: EngineVariables }> {
@@ -170,7 +171,7 @@ export function createApp(
       return errorResponse('protocol_mismatch', 400, `node speaks token-batch protocol v${PROTOCOL_VERSION}, request has version ${String(body?.version)}`);
     }
     if (typeof body.request_id !== 'string') return errorResponse('invalid_request', 400, 'request_id must be a string');
-    return c.json({ cancelled: c.var.engine.cancel(body.request_id) });
+    return c.json({ cancelled: await c.var.engine.cancel(body.request_id) });
   });
 
   if (getTokenizer) app.route('/v1', openAIRoutes(getTokenizer));

@@ -73,11 +73,12 @@ describe('graceful drain', () => {
     const decoder = new TextDecoder();
     let text = decoder.decode((await reader.read()).value, { stream: true });
 
-    // Which node runs it: the one whose scheduler has it in the running batch.
-    const running = await Promise.all(nodes.map((n) => metric(n, 'vllm:num_requests_running')));
-    expect(running.reduce((a, b) => a + b)).toBe(1);
-    const serving = nodes[running.indexOf(1)];
-    const other = nodes[running.indexOf(0)];
+    // Which node runs it: the one whose scheduler holds it. /metrics answers while the engine thread
+    // computes, so the scrape may come before the step that moves it from waiting to running.
+    const held = await Promise.all(nodes.map(async (n) => (await metric(n, 'vllm:num_requests_running')) + (await metric(n, 'vllm:num_requests_waiting'))));
+    expect(held.reduce((a, b) => a + b)).toBe(1);
+    const serving = nodes[held.indexOf(1)];
+    const other = nodes[held.indexOf(0)];
     const otherServedBefore = await metric(other, 'vllm:request_success_total');
 
     process.kill(serving.pid, 'SIGTERM');

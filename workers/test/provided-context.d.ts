@@ -6,6 +6,8 @@ declare module 'vitest' {
     nodeUrl: string;
     /** test/support/crashed-node.ts: healthy to the load poll, drops every generate connection. */
     crashedNodeUrl: string;
+    /** test/support/counting-proxy.ts: the live node behind a proxy; GET {url}/proxy-hits counts what it forwarded. */
+    countingNodeUrl: string;
     /** test/support/fake-upstream.ts: OpenAI-compatible faults on demand. */
     fakeUpstreamUrl: string;
     /** test/support/fake-stripe.ts: api.stripe.com's checkout endpoint, for the Worker's Stripe SDK. */

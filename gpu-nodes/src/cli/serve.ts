@@ -9,6 +9,10 @@
  *   K2NODE_API_KEY / --api-key-file          bearer key(s) for the OpenAI-compatible routes, comma-separated
  * Without them the node refuses those requests, unless started with --insecure-no-auth.
  *
+ * The model, kernels and scheduler run on a worker thread (engine-thread/); this thread only parses,
+ * queues and streams, so `/health`, `/v1/load` and `/metrics` answer while a step computes. If that
+ * thread dies, its requests end with an error event and the process exits 1 for its supervisor.
+ *
  * SIGTERM (or SIGINT) drains (drain.ts): no new requests, in-flight ones run to their end or to
  * --drain-timeout seconds, then exit 0. A second signal exits at once.
  */
@@ -18,9 +22,9 @@ import { parseArgs } from 'node:util';
 import { DrainState } from '../drain.ts';
 import { NodeMetrics } from '../metrics.ts';
 import type { NodeAuthConfig } from '../request-auth.ts';
-import { isBackendName, selectKernels } from '../kernels/select.ts';
-import type { Engine } from '../engine/engine.ts';
-import { ENGINE_DEFAULTS, loadEngine } from '../engine/load-engine.ts';
+import { isBackendName } from '../kernels/select.ts';
+import { ENGINE_DEFAULTS } from '../engine/load-engine.ts';
+import { EngineThread } from '../engine-thread/engine-client.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { createApp } from '../server.ts';
@@ -75,7 +79,7 @@ export async function run(args: string[]): Promise<void> {
   if (auth.insecureNoAuth) console.log('k2node: --insecure-no-auth: anyone who can reach this port may generate and cancel');
   else if (auth.secrets.length === 0) console.log('k2node: no signing secret (K2NODE_SECRET): token-batch requests will be refused');
 
-  let engine: Engine | undefined;
+  let engine: EngineThread | undefined;
   // For the OpenAI-compatible endpoint (openai/routes.ts), which renders the chat template itself.
   let tokenizer: Tokenizer | undefined;
   const drain = new DrainState();
@@ -114,21 +118,31 @@ export async function run(args: string[]): Promise<void> {
   if (!isBackendName(backend)) throw new Error(`unknown --backend "${backend}" (have auto, webgpu, wasm, reference)`);
   const lmHead = values['lm-head'];
   if (lmHead !== 'bf16' && lmHead !== 'int4') throw new Error(`unknown --lm-head "${lmHead}" (have bf16, int4)`);
-  const kernels = await selectKernels({ backend, threads: int(values.threads, 'threads'), log: (line) => console.log(`k2node: ${line}`) });
   tokenizer = await loadTokenizer(dir);
-  engine = await loadEngine(dir, {
-    kernels,
-    modelId: values['model-id'],
-    nodeId: values['node-id'],
-    maxBatch: int(values['max-batch'], 'max-batch') ?? ENGINE_DEFAULTS.maxBatch,
-    maxTokensPerStep: int(values['max-tokens-per-step'], 'max-tokens-per-step'),
-    kvBlocks: int(values['kv-blocks'], 'kv-blocks'),
-    blockSize: int(values['block-size'], 'block-size'),
-    maxQueue: int(values['max-queue'], 'max-queue'),
-    lmHead,
+  const loaded = await EngineThread.start({
+    modelDir: dir,
+    backend,
+    threads: int(values.threads, 'threads'),
+    engine: {
+      modelId: values['model-id'],
+      nodeId: values['node-id'],
+      maxBatch: int(values['max-batch'], 'max-batch') ?? ENGINE_DEFAULTS.maxBatch,
+      maxTokensPerStep: int(values['max-tokens-per-step'], 'max-tokens-per-step'),
+      kvBlocks: int(values['kv-blocks'], 'kv-blocks'),
+      blockSize: int(values['block-size'], 'block-size'),
+      maxQueue: int(values['max-queue'], 'max-queue'),
+      lmHead,
+    },
   });
-  metrics.instrument(engine);
+  metrics.instrument(loaded);
   const loadS = (performance.now() - t0) / 1000;
-  metrics.loaded(engine, kernels.name, loadS);
-  console.log(`k2node: ready, model ${engine.options.modelId} on ${kernels.name} in ${loadS.toFixed(1)} s`);
+  metrics.loaded(loaded, loaded.kernels, loadS);
+  engine = loaded;
+  console.log(`k2node: ready, model ${loaded.options.modelId} on ${loaded.kernels} in ${loadS.toFixed(1)} s`);
+  void loaded.died.then(() => {
+    // The error events are written; give them a moment to reach their clients, then exit for a restart.
+    process.exitCode = 1;
+    server.close();
+    setTimeout(() => process.exit(1), 1000).unref();
+  });
 }

@@ -5,17 +5,16 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { renderChat } from '../../../shared/tokenizer/index.ts';
-import type { Engine } from '../engine/engine.ts';
-import { loadEngine } from '../engine/load-engine.ts';
-import { selectKernels } from '../kernels/select.ts';
+import { EngineThread } from '../engine-thread/engine-client.ts';
 import { ensureModel } from '../model/make-model.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
 import { createApp } from '../server.ts';
 
-// The real engine on k2-tiny behind the real HTTP server, driven by the official openai client.
+// The real engine on k2-tiny, on its own thread as `k2node serve` runs it, behind the real HTTP
+// server, driven by the official openai client.
 const MODEL_DIR = fileURLToPath(new URL('../../../models/k2-tiny', import.meta.url));
 
-let engine: Engine;
+let engine: EngineThread;
 let tokenizer: Tokenizer;
 let close: () => Promise<void>;
 let client: OpenAI;
@@ -25,8 +24,10 @@ const authorization = { authorization: `Bearer ${API_KEY}` };
 
 beforeAll(async () => {
   ensureModel(MODEL_DIR, 'k2-tiny');
-  const kernels = await selectKernels({ backend: 'reference' });
-  [engine, tokenizer] = await Promise.all([loadEngine(MODEL_DIR, { kernels, kvBlocks: 256, log: () => {} }), loadTokenizer(MODEL_DIR)]);
+  [engine, tokenizer] = await Promise.all([
+    EngineThread.start({ modelDir: MODEL_DIR, backend: 'reference', engine: { kvBlocks: 256 }, quiet: true }),
+    loadTokenizer(MODEL_DIR),
+  ]);
   const server = serve({ fetch: createApp(() => engine, () => tokenizer, { auth: { secrets: [], apiKeys: [API_KEY], insecureNoAuth: false } }).fetch, port: 0, hostname: '127.0.0.1' });
   await new Promise((ok) => server.once('listening', ok));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
@@ -34,7 +35,10 @@ beforeAll(async () => {
   client = new OpenAI({ apiKey: API_KEY, baseURL: base, maxRetries: 0 });
 });
 
-afterAll(() => close?.());
+afterAll(async () => {
+  await close?.();
+  await engine?.close();
+});
 
 const messages = [{ role: 'user' as const, content: 'Tell me a story about the sea.' }];
 

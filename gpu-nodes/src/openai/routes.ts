@@ -16,7 +16,7 @@ import type { GenerateRequest, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { chatStopTokenIds, renderChat } from '../../../shared/tokenizer/index.ts';
-import type { Engine } from '../engine/engine.ts';
+import type { EngineHandle } from '../engine-thread/engine-handle.ts';
 import { EngineError } from '../engine/errors.ts';
 import { chatMessages, chatTools } from './chat-messages.ts';
 import { EventQueue } from './event-queue.ts';
@@ -28,14 +28,14 @@ const DEFAULT_CHAT_MAX_TOKENS = 256;
 /** OpenAI's default for the legacy endpoint. */
 const DEFAULT_COMPLETION_MAX_TOKENS = 16;
 
-type Env = { Variables: { engine: Engine } };
+type Env = { Variables: { engine: EngineHandle } };
 
 function errorJson(c: Context, status: 400 | 404 | 413 | 429 | 503 | 500, message: string, type: string, code: string | null, param: string | null = null, headers: Record<string, string> = {}) {
   return c.json({ error: { message, type, param, code } }, status, headers);
 }
 
 /** The token-batch request the engine runs for an OpenAI body (every field validated by request-fields.ts). */
-function generateRequest(engine: Engine, body: Record<string, unknown>, endpoint: Endpoint, promptTokenIds: number[], maxTokens: number, stopIds: number[], vocabSize: number): GenerateRequest {
+function generateRequest(engine: EngineHandle, body: Record<string, unknown>, endpoint: Endpoint, promptTokenIds: number[], maxTokens: number, stopIds: number[], vocabSize: number): GenerateRequest {
   if (typeof body.model !== 'string' || body.model !== engine.options.modelId) {
     throw new EngineError('model_not_found', 404, `this node serves '${engine.options.modelId}', not '${String(body.model)}'`);
   }
@@ -111,7 +111,7 @@ async function run(
     },
     cancel() {
       // The client left: free the sequence at the next engine step.
-      if (!done) engine.cancel(req.request_id);
+      if (!done) void engine.cancel(req.request_id);
     },
   }, { highWaterMark: 0 });
   return new Response(body, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' } });
