@@ -52,6 +52,8 @@ export function checkGenerateRequest(body: GenerateRequest, limits: AdmissionLim
     }
   }
   if (body.cache_salt !== undefined && typeof body.cache_salt !== 'string') throw bad('cache_salt must be a string');
+  if (body.tenant !== undefined && typeof body.tenant !== 'string') throw bad('tenant must be a string');
+  if (body.cancel_key !== undefined && typeof body.cancel_key !== 'string') throw bad('cancel_key must be a string');
   const total = ids.length + s.max_tokens;
   const limit = Math.min(limits.maxModelLen, limits.kvCapacityTokens);
   if (total > limit) {

@@ -74,7 +74,7 @@ export class Engine {
     this.kv = kv;
     this.newDecoder = newDecoder;
     this.options = options;
-    this.scheduler = new Scheduler({ maxBatch: options.maxBatch, maxTokensPerStep: options.maxTokensPerStep }, kv);
+    this.scheduler = new Scheduler({ maxBatch: options.maxBatch, maxTokensPerStep: options.maxTokensPerStep, maxRunningPerTenant: options.maxRunningPerTenant }, kv);
   }
 
   /** Queues a request; events then flow to `sink`. Throws EngineError when it is refused outright. */
@@ -91,7 +91,7 @@ export class Engine {
     if (this.scheduler.waiting.length >= this.options.maxQueue) {
       throw new EngineError('queue_full', 429, `node queue is full (${this.options.maxQueue} waiting); retry later or route elsewhere`, this.retryAfterS());
     }
-    const req = new EngineRequest(body.request_id, body.prompt_token_ids, body.sampling, rootHash(cacheNamespace(body.model, body.cache_salt)));
+    const req = new EngineRequest(body.request_id, body.prompt_token_ids, body.sampling, rootHash(cacheNamespace(body.model, body.cache_salt)), body.tenant);
     this.active.set(req.id, { req, sink: isolate(req, sink), output: new OutputProcessor(this.newDecoder(), body.sampling), started: false });
     this.scheduler.add(req);
     this.kick();
