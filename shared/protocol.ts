@@ -8,7 +8,8 @@
  * carried by the terminal event and counts exactly the tokens the node produced and streamed.
  *
  * Other node endpoints:
- *   POST {node}/v1/cancel   body `CancelRequest`  → 200 `{cancelled: boolean}`
+ *   POST {node}/v1/cancel   body `CancelRequest`  → 200 `{cancelled: boolean}`; 403 `unauthorized`
+ *                           when its cancel_key is not the generate request's
  *   GET  {node}/v1/load     → `NodeLoad`
  *   GET  {node}/health      → `{ok: true, version}` (liveness: the process answers)
  *   GET  {node}/ready       → 200 once the model is loaded and the node is not draining, else 503

@@ -11,7 +11,7 @@
  * in OpenAI's error shape rather than an assertion.
  */
 import { Hono, type Context } from 'hono';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { FinishReason, GenerateRequest, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
@@ -20,6 +20,9 @@ import type { Engine } from '../engine/engine.ts';
 import { EngineError } from '../engine/errors.ts';
 import { EventQueue } from './event-queue.ts';
 import { chatChunkWriter, chatCompletionBody, completionChunkWriter, textCompletionBody, type ChunkWriter, type ResponseMeta } from './format.ts';
+
+/** What a client whose generation was cancelled on the node is told (its answer is incomplete). */
+const CANCELLED_MESSAGE = 'the generation was cancelled on the GPU node before it finished; the output is incomplete';
 
 /** Without max_tokens a chat answer may run this long (OpenAI's "until the context ends" would tie up KV for minutes on CPU). */
 const DEFAULT_CHAT_MAX_TOKENS = 256;
@@ -70,17 +73,42 @@ function stopStrings(stop: unknown): string[] {
   throw new BadRequest('stop must be a string or an array of strings', 'stop');
 }
 
-/** The token-batch request the engine runs for an OpenAI body. */
-function generateRequest(engine: Engine, body: OpenAIBody, promptTokenIds: number[], maxTokens: number, stopIds: number[]): GenerateRequest {
+/**
+ * Fields of the token-batch request that only the edge may set, on the signed hop (shared/protocol.ts):
+ * a caller naming another tenant's cache_salt could probe its prompts through cached_tokens. Refused,
+ * not ignored, so a caller never believes it got the isolation it asked for.
+ */
+const EDGE_ONLY_FIELDS = ['cache_salt', 'tenant', 'cancel_key'] as const;
+
+function refuseEdgeOnlyFields(body: OpenAIBody): void {
+  for (const field of EDGE_ONLY_FIELDS) {
+    if (field in body) throw new BadRequest(`${field} is set by the platform, not by the caller: prefix caches are isolated per API key`, field);
+  }
+}
+
+/**
+ * The caller's fair-scheduling tenant: the API key it authenticated with, hashed (never logged or
+ * passed on in the clear). Without auth (--insecure-no-auth) every caller is one tenant.
+ */
+function callerTenant(c: Context): string {
+  const authorization = c.req.header('authorization') ?? '';
+  return authorization === '' ? 'openai' : `openai:${createHash('sha256').update(authorization).digest('base64url').slice(0, 22)}`;
+}
+
+/** The token-batch request the engine runs for an OpenAI body; its request_id is the response's id. */
+function generateRequest(engine: Engine, body: OpenAIBody, promptTokenIds: number[], maxTokens: number, stopIds: number[], requestId: string, tenant: string): GenerateRequest {
   if (typeof body.model !== 'string' || body.model !== engine.options.modelId) {
     throw new EngineError('model_not_found', 404, `this node serves '${engine.options.modelId}', not '${String(body.model)}'`);
   }
   const seed = body.seed === undefined || body.seed === null ? undefined : num(body.seed, 'seed', 0);
   return {
     version: PROTOCOL_VERSION,
-    request_id: `oai-${randomUUID()}`,
+    request_id: requestId,
     model: body.model,
     prompt_token_ids: promptTokenIds,
+    // Per caller: one key's prompts are never a cache hit (or a cached_tokens count) for another's.
+    cache_salt: tenant,
+    tenant,
     sampling: {
       max_tokens: Math.trunc(maxTokens),
       temperature: num(body.temperature, 'temperature', 1),
@@ -110,6 +138,7 @@ function run(
       for (;;) {
         const ev = await queue.next();
         if (ev.type === 'tokens') text += ev.text;
+        else if (ev.type === 'finish' && ev.finish_reason === 'cancelled') return errorJson(c, 503, CANCELLED_MESSAGE, 'server_error', 'cancelled');
         else if (ev.type === 'finish') return c.json(whole(text, ev.finish_reason, ev.usage));
         else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
       }
@@ -137,8 +166,10 @@ function run(
           continue;
         }
         done = true;
-        if (ev.type === 'finish') for (const chunk of writer.finish(ev.finish_reason, ev.usage)) controller.enqueue(sse(chunk));
-        // A failure mid-stream: one error event in OpenAI's shape, then the end marker.
+        if (ev.type === 'finish' && ev.finish_reason !== 'cancelled') for (const chunk of writer.finish(ev.finish_reason, ev.usage)) controller.enqueue(sse(chunk));
+        // Cancelled on the node, or failed mid-stream: one error event in OpenAI's shape, then the end
+        // marker; never a finish_reason, which would tell the client its answer is complete.
+        else if (ev.type === 'finish') controller.enqueue(sse({ error: { message: CANCELLED_MESSAGE, type: 'server_error', param: null, code: 'cancelled' } }));
         else controller.enqueue(sse({ error: { message: ev.message, type: 'server_error', param: null, code: ev.code } }));
         controller.enqueue(sse('[DONE]'));
         controller.close();
@@ -161,6 +192,7 @@ async function readBody(c: Context): Promise<OpenAIBody> {
   try {
     const body = (await c.req.json()) as unknown;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequest('the body must be a JSON object');
+    refuseEdgeOnlyFields(body as OpenAIBody);
     return body as OpenAIBody;
   } catch (err) {
     if (err instanceof BadRequest) throw err;
@@ -180,8 +212,8 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     const tools = body.tool_choice === 'none' || !Array.isArray(body.tools) ? undefined : (body.tools as ChatTool[]);
     const ids = renderChat(tokenizer, body.messages as ChatMessage[], { tools });
     const maxTokens = num(body.max_completion_tokens ?? body.max_tokens, 'max_tokens', DEFAULT_CHAT_MAX_TOKENS);
-    const req = generateRequest(c.var.engine, body, ids, maxTokens, chatStopTokenIds(tokenizer));
-    const m = meta('chatcmpl', req.model);
+    const m = meta('chatcmpl', String(body.model));
+    const req = generateRequest(c.var.engine, body, ids, maxTokens, chatStopTokenIds(tokenizer), m.id, callerTenant(c));
     const includeUsage = body.stream_options?.include_usage === true;
     return run(c, req, body.stream === true, m, chatChunkWriter(m, includeUsage), (text, reason, usage) => chatCompletionBody(m, text, reason, usage));
   });
@@ -195,8 +227,8 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     // allowSpecial false: a prompt that spells "<|im_end|>" gets ordinary tokens, not the marker.
     const ids = tokenizer.encode(prompt, { allowSpecial: false });
     const maxTokens = num(body.max_tokens, 'max_tokens', DEFAULT_COMPLETION_MAX_TOKENS);
-    const req = generateRequest(c.var.engine, body, ids, maxTokens, [tokenizer.specialId('[EOS]')]);
-    const m = meta('cmpl', req.model);
+    const m = meta('cmpl', String(body.model));
+    const req = generateRequest(c.var.engine, body, ids, maxTokens, [tokenizer.specialId('[EOS]')], m.id, callerTenant(c));
     const includeUsage = body.stream_options?.include_usage === true;
     return run(c, req, body.stream === true, m, completionChunkWriter(m, includeUsage), (text, reason, usage) => textCompletionBody(m, text, reason, usage));
   });
