@@ -20,6 +20,7 @@ import {
   type NodeLoad,
 } from '../../shared/protocol.ts';
 import { ApiError, InvalidRequestError, OverloadedError, UpstreamUnavailableError } from './errors.ts';
+import { tenantIds, type TenantIds } from './tenant-ids.ts';
 
 /** The Worker secret holding `pool`'s signing secret, when the pool has its own. */
 export function poolSecretName(pool: string): string {
@@ -40,6 +41,11 @@ function secretFor(pool: string | undefined): string {
     throw new UpstreamUnavailableError('the edge has no NODE_SECRET to sign GPU node requests with; set it with `wrangler secret put NODE_SECRET`');
   }
   return secret;
+}
+
+/** The opaque tenant id and cache salt `pool`'s nodes see for `orgId` (tenant-ids.ts), keyed with the pool's secret. */
+export function nodeTenantIds(pool: string, orgId: string): Promise<TenantIds> {
+  return tenantIds(secretFor(pool), orgId);
 }
 
 /**
@@ -77,6 +83,8 @@ export async function fetchNodeLoad(nodeUrl: string, pool: string | undefined, s
 export interface NodeGeneration {
   /** Base URL of the node that accepted the request (cancel goes to the same one). */
   nodeUrl: string;
+  /** The request's cancel_key: only a cancel carrying it stops the generation. */
+  cancelKey: string | undefined;
   /** Resolves to the next event, or undefined when the stream ended (or was closed). */
   events: { next(): Promise<NodeEvent | undefined> };
   /** Stops reading events (see NodeEventReader.close); pair it with cancelGeneration. */
@@ -106,7 +114,7 @@ export async function openGeneration(urls: string[], req: GenerateRequest, signa
       if (context) context.nodeUrl = nodeUrl;
       if (pool !== undefined) poolOfNode.set(nodeUrl, pool);
       const events = new NodeEventReader(res.body);
-      return { nodeUrl, events, close: () => events.close() };
+      return { nodeUrl, cancelKey: req.cancel_key, events, close: () => events.close() };
     }
     lastError = await nodeHttpError(res);
     if (!(lastError instanceof OverloadedError || lastError instanceof UpstreamUnavailableError)) throw lastError;
@@ -115,8 +123,8 @@ export async function openGeneration(urls: string[], req: GenerateRequest, signa
 }
 
 /** Best effort: the node stops generating for `requestId` and finishes it with "cancelled". */
-export async function cancelGeneration(nodeUrl: string, requestId: string): Promise<void> {
-  const body: CancelRequest = { version: PROTOCOL_VERSION, request_id: requestId };
+export async function cancelGeneration(nodeUrl: string, requestId: string, cancelKey: string | undefined): Promise<void> {
+  const body: CancelRequest = { version: PROTOCOL_VERSION, request_id: requestId, ...(cancelKey !== undefined ? { cancel_key: cancelKey } : {}) };
   const res = await nodeFetch(`${nodeUrl}/v1/cancel`, poolOfNode.get(nodeUrl), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   // Drain so workerd can reuse the connection.
   await res.arrayBuffer();
