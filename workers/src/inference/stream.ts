@@ -17,6 +17,9 @@ export interface ChunkFormatter {
   finish(reason: FinishReason, usage: Usage): unknown[];
 }
 
+/** Why a generation that ended with finish_reason "cancelled" on the node is reported as an error. */
+const CANCELLED_ON_NODE = 'the generation was cancelled on the GPU node before it finished; the output is incomplete';
+
 const encoder = new TextEncoder();
 const sse = (data: unknown) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
 
@@ -60,6 +63,13 @@ export function sseResponse(c: Context<AppEnv>, gen: Generation, fmt: ChunkForma
               const chunks = fmt.text(ev.text);
               for (const chunk of chunks) controller.enqueue(sse(chunk));
               if (chunks.length > 0) return;
+            } else if (ev.type === 'finish' && ev.finish_reason === 'cancelled') {
+              // Stopped on the node before it finished: the answer is incomplete, so the client gets an
+              // error event, never a finish_reason. Billed like a disconnect: the tokens it was sent.
+              failStream(controller, CANCELLED_ON_NODE);
+              ended = true;
+              record(meter.finish('cancelled', 'cancelled'));
+              return;
             } else if (ev.type === 'finish') {
               for (const chunk of fmt.finish(ev.finish_reason, ev.usage)) controller.enqueue(sse(chunk));
               controller.enqueue(sse('[DONE]'));
@@ -123,6 +133,9 @@ export async function collect(c: Context<AppEnv>, gen: Generation): Promise<Coll
       else if (ev.type === 'tokens') {
         meter.sent(ev.token_ids.length);
         text += ev.text;
+      } else if (ev.type === 'finish' && ev.finish_reason === 'cancelled') {
+        c.executionCtx.waitUntil(meter.finish('cancelled', 'cancelled'));
+        throw new UpstreamError(CANCELLED_ON_NODE);
       } else if (ev.type === 'finish') {
         c.executionCtx.waitUntil(meter.finish('completed', ev.finish_reason, ev.usage));
         return { text, finishReason: ev.finish_reason, usage: ev.usage };
