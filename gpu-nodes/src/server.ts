@@ -86,12 +86,16 @@ export function requireEngine(getEngine: () => Engine | undefined): MiddlewareHa
 }
 
 async function readJson<T>(req: { json(): Promise<unknown> }): Promise<T | Response> {
+  let body: unknown;
   try {
-    return (await req.json()) as T;
+    body = await req.json();
   } catch {
     // The body is not JSON at all: say so instead of a generic 500.
     return errorResponse('invalid_request', 400, 'request body must be JSON');
   }
+  // null, an array or a scalar would fail later on a property read, as a 500.
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return errorResponse('invalid_request', 400, 'request body must be a JSON object');
+  return body as T;
 }
 
 /** NDJSON stream of one request's events; closing it from the client side cancels the request. */

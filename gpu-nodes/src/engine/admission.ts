@@ -22,6 +22,7 @@ export function checkGenerateRequest(body: GenerateRequest, limits: AdmissionLim
   }
   const bad = (message: string) => new EngineError('invalid_request', 400, message);
   if (typeof body.request_id !== 'string' || body.request_id.length === 0) throw bad('request_id must be a non-empty string');
+  if (typeof body.model !== 'string') throw bad('model must be a string');
   if (body.model !== limits.modelId) throw new EngineError('model_not_found', 404, `this node serves ${limits.modelId}, not ${String(body.model)}`);
   const ids = body.prompt_token_ids;
   if (!Array.isArray(ids) || ids.length === 0) throw bad('prompt_token_ids must be a non-empty array');
