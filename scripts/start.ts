@@ -4,7 +4,8 @@
  *   1. models/k2-tiny generated if missing (deterministic, same as `npm run make-model`)
  *   2. ADMIN_TOKEN and NODE_SECRET in .dev.vars (generated once; the node gets NODE_SECRET as K2NODE_SECRET)
  *   3. D1 migrations applied to the local database (`wrangler d1 migrations apply DB --local`)
- *   4. the GPU node on :8788 (`node gpu-nodes/src/cli.ts serve models/k2-tiny --port 8788`)
+ *   4. the GPU node on :8788 (`node gpu-nodes/src/cli.ts serve models/k2-tiny --port 8788`), restarted
+ *      with back-off whenever it dies (node-supervisor.ts)
  *   5. the worker on :8787 (wrangler's local dev runtime, from wrangler.toml)
  *   6. a demo organization with credit and a fresh API key, printed with the base URL
  *
@@ -13,8 +14,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_MODEL_DIR, ensureTinyModel, REPO_ROOT, startLocalNode } from './local-node.ts';
+import { DEFAULT_MODEL_DIR, ensureTinyModel, localCredential, REPO_ROOT, startLocalNode } from './local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker } from './local-worker.ts';
+import { superviseNode } from './node-supervisor.ts';
 
 const WORKER_PORT = Number(process.env.PORT ?? 8787);
 const NODE_PORT = Number(process.env.NODE_PORT ?? 8788);
@@ -50,14 +52,19 @@ await ensureTinyModel();
 const token = devVar('ADMIN_TOKEN', 'adm');
 // The edge signs every node request with it; the node refuses anything unsigned.
 const nodeSecret = devVar('NODE_SECRET', 'nsec');
+// Fixed for the session, so a restarted node keeps the key printed below.
+const nodeApiKey = localCredential('nkey');
 step('D1: applying migrations to the local database');
 applyLocalMigrations();
 step(`GPU node: starting on :${NODE_PORT} (loading the model)`);
-const node = await startLocalNode({ modelDir: DEFAULT_MODEL_DIR, port: NODE_PORT, secret: nodeSecret, log: (l) => console.log(`[node] ${l}`) });
+const node = await superviseNode({
+  start: () => startLocalNode({ modelDir: DEFAULT_MODEL_DIR, port: NODE_PORT, secret: nodeSecret, apiKey: nodeApiKey, log: (l) => console.log(`[node] ${l}`) }),
+  log: (l) => step(l),
+});
 step(`worker: starting on :${WORKER_PORT}`);
 let worker: LocalWorker;
 try {
-  worker = await startLocalWorker({ adminToken: token, nodeUrl: node.url, nodeSecret, port: WORKER_PORT, secrets: stripeSecrets() });
+  worker = await startLocalWorker({ adminToken: token, nodeUrl: node.current.url, nodeSecret, port: WORKER_PORT, secrets: stripeSecrets() });
 } catch (err) {
   await node.stop();
   throw err;
@@ -70,7 +77,7 @@ console.log(`
   Base URL:     ${worker.url}/v1
   API key:      ${demo.key}        (organization "demo", $${DEMO_CREDIT_MICROS / 1e6} credit)
   Admin token:  ${token}        (from .dev.vars)
-  GPU node:     ${node.url}        (its own OpenAI routes: Bearer ${node.apiKey})
+  GPU node:     ${node.current.url}        (its own OpenAI routes: Bearer ${nodeApiKey}; restarted if it dies)
   Dashboard:    ${worker.url}/dashboard        (sign in with the API key or the admin token)
 
   curl ${worker.url}/v1/chat/completions -H "Authorization: Bearer ${demo.key}" \\

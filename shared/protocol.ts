@@ -8,7 +8,8 @@
  * carried by the terminal event and counts exactly the tokens the node produced and streamed.
  *
  * Other node endpoints:
- *   POST {node}/v1/cancel   body `CancelRequest`  → 200 `{cancelled: boolean}`
+ *   POST {node}/v1/cancel   body `CancelRequest`  → 200 `{cancelled: boolean}`; 403 `unauthorized`
+ *                           when its cancel_key is not the generate request's
  *   GET  {node}/v1/load     → `NodeLoad`
  *   GET  {node}/health      → `{ok: true, version}` (liveness: the process answers)
  *   GET  {node}/ready       → 200 once the model is loaded and the node is not draining, else 503
@@ -117,16 +118,28 @@ export interface GenerateRequest {
   model: string;
   prompt_token_ids: number[];
   sampling: SamplingParams;
+  // Tenancy, set by the edge only (this body is signed, shared/node-auth.ts); the node's OpenAI
+  // routes refuse these fields from a caller. Opaque: derived from the org id with an edge secret
+  // (workers/src/tenant-ids.ts), so the node never learns org ids and no caller can name another's.
   /**
-   * Namespace for the prefix cache (e.g. the org id): prefixes are only shared between
-   * requests with the same salt, so one tenant cannot probe another's cached prompts by timing.
+   * Namespace for the prefix cache: prefixes are only shared between requests with the same salt,
+   * so one tenant cannot probe another's cached prompts by timing or by `cached_tokens`.
    */
   cache_salt?: string;
+  /** Who the request is for: the node schedules fairly between tenants (gpu-nodes/src/engine/scheduler.ts). */
+  tenant?: string;
+  /**
+   * A secret only the edge that opened the request knows; `CancelRequest.cancel_key` must match it,
+   * so no one else can cancel the request, whatever its (client-visible) request id.
+   */
+  cancel_key?: string;
 }
 
 export interface CancelRequest {
   version: ProtocolVersion;
   request_id: string;
+  /** The generate request's `cancel_key`; required when it had one. */
+  cancel_key?: string;
 }
 
 export interface Usage {

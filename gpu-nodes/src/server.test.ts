@@ -185,7 +185,7 @@ describe('k2node serve', () => {
   });
 
   it('answers 429 with Retry-After when the queue is full, and cancels on request and on disconnect', async () => {
-    const a = request({}, 400);
+    const a = request({ cancel_key: 'edge-a-key' }, 400);
     const resA = await post('/v1/generate', a);
     const streamA = events(resA);
     expect((await streamA.next()).value).toMatchObject({ type: 'start' });
@@ -202,7 +202,7 @@ describe('k2node serve', () => {
     expect(((await resC.json()) as NodeErrorBody).error.code).toBe('queue_full');
 
     abortB.abort(); // the client goes away while queued
-    const cancel = await post('/v1/cancel', { version: 1, request_id: a.request_id });
+    const cancel = await post('/v1/cancel', { version: 1, request_id: a.request_id, cancel_key: 'edge-a-key' });
     expect(await cancel.json()).toEqual({ cancelled: true });
     const rest: NodeEvent[] = [];
     for (let e = await streamA.next(); !e.done; e = await streamA.next()) rest.push(e.value);
@@ -224,6 +224,31 @@ describe('k2node serve', () => {
     abort.abort();
     const after = await all(await queued);
     expect(after.at(-1)).toMatchObject({ type: 'finish', finish_reason: 'length', usage: { completion_tokens: 2 } });
+    await expectDrained();
+  });
+
+  it('cancels only with the cancel_key the request was opened with', async () => {
+    const a = request({ cancel_key: 'the-opening-edge' }, 30);
+    const stream = events(await post('/v1/generate', a));
+    expect((await stream.next()).value).toMatchObject({ type: 'start' });
+    // Another signer that knows the request id (it is the client-visible x-request-id) but not the key.
+    for (const cancel_key of [undefined, 'a-guess', 'the-opening-edgE']) {
+      const res = await post('/v1/cancel', { version: 1, request_id: a.request_id, ...(cancel_key !== undefined ? { cancel_key } : {}) });
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as NodeErrorBody).error.code).toBe('unauthorized');
+    }
+    const rest: NodeEvent[] = [];
+    for (let e = await stream.next(); !e.done; e = await stream.next()) rest.push(e.value);
+    expect(rest.at(-1)).toMatchObject({ type: 'finish', finish_reason: 'length', usage: { completion_tokens: 30 } });
+    // A request opened without a key cannot be cancelled by id at all, only by closing its stream.
+    const b = request({}, 40);
+    const resB = await post('/v1/generate', b);
+    const streamB = events(resB);
+    expect((await streamB.next()).value).toMatchObject({ type: 'start' });
+    expect((await post('/v1/cancel', { version: 1, request_id: b.request_id })).status).toBe(403);
+    let lastB: NodeEvent | undefined;
+    for (let e = await streamB.next(); !e.done; e = await streamB.next()) lastB = e.value;
+    expect(lastB).toMatchObject({ type: 'finish', finish_reason: 'length' });
     await expectDrained();
   });
 });

@@ -4,17 +4,18 @@
  * (engine-thread/), so these routes answer while a step computes; this file only maps requests and errors.
  *
  *   POST /v1/generate  GenerateRequest → 200 NDJSON stream of NodeEvent (start, tokens…, finish|error)   signed
- *   POST /v1/cancel    CancelRequest   → {cancelled}                                                     signed
+ *   POST /v1/cancel    CancelRequest   → {cancelled}; 403 unless it carries the request's cancel_key       signed
  *   GET  /v1/load      NodeLoad (for the edge's routing; `draining` while shutting down)                  signed
  *   POST /v1/chat/completions, /v1/completions (openai/)                                                bearer key
  *   GET  /health       {ok, version, ready}: liveness
  *   GET  /ready        200 when the model is loaded and the node is not draining, else 503: readiness
  *   GET  /metrics      Prometheus text (metrics.ts)
  */
-import { Hono, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { CancelRequest, GenerateRequest, NodeEvent } from '../../shared/protocol.ts';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from '../../shared/protocol.ts';
+import { CancelKeys } from './cancel-keys.ts';
 import { admitUnlessDraining, DrainState } from './drain.ts';
 import { EngineError } from './engine/errors.ts';
 import type { EngineHandle } from './engine-thread/engine-handle.ts';
@@ -29,7 +30,23 @@ import type { Tokenizer } from '../../shared/tokenizer/bpe.ts';
  * Bodies are read whole before the signature check, so an unauthenticated caller must not be able
  * to make the node buffer more than this. A full-context prompt as token ids is ~1 MiB of JSON.
  */
-const MAX_BODY_BYTES = 16 * 1024 * 1024;
+export const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
+/** The routes that answer OpenAI clients, in OpenAI's error shape (openai/routes.ts). */
+const OPENAI_PATHS: ReadonlySet<string> = new Set(['/v1/chat/completions', '/v1/completions']);
+
+/**
+ * 413 for a body over MAX_BODY_BYTES, in the shape of the route it was sent to. hono's bodyLimit
+ * refuses on Content-Length at once and otherwise counts bytes as they are read, so a chunked body
+ * is cut off at the limit too, never buffered whole.
+ */
+function bodyTooLarge(c: Context): Response {
+  const message = `request body over ${MAX_BODY_BYTES} bytes`;
+  if (OPENAI_PATHS.has(c.req.path)) {
+    return c.json({ error: { message, type: 'invalid_request_error', param: null, code: 'request_too_large' } }, 413);
+  }
+  return errorResponse('invalid_request', 413, message);
+}
 
 /**
  * Rejects requests whose protocol header names another version, before the body is even read, so a
@@ -70,16 +87,20 @@ export function requireEngine(getEngine: () => EngineHandle | undefined): Middle
 }
 
 async function readJson<T>(req: { json(): Promise<unknown> }): Promise<T | Response> {
+  let body: unknown;
   try {
-    return (await req.json()) as T;
+    body = await req.json();
   } catch {
     // The body is not JSON at all: say so instead of a generic 500.
     return errorResponse('invalid_request', 400, 'request body must be JSON');
   }
+  // null, an array or a scalar would fail later on a property read, as a 500.
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return errorResponse('invalid_request', 400, 'request body must be a JSON object');
+  return body as T;
 }
 
 /** NDJSON stream of one request's events; closing it from the client side cancels the request. */
-async function generateStream(engine: EngineHandle, body: GenerateRequest, traceparent: string | undefined): Promise<Response> {
+async function generateStream(engine: EngineHandle, body: GenerateRequest, traceparent: string | undefined, cancelKeys: CancelKeys): Promise<Response> {
   const encoder = new TextEncoder();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let done = false;
@@ -92,6 +113,7 @@ async function generateStream(engine: EngineHandle, body: GenerateRequest, trace
       // stream is closed now, so later events (the cancelled finish) have nowhere to go: drop them.
       if (done) return;
       done = true;
+      cancelKeys.close(body.request_id);
       void engine.cancel(body.request_id);
     },
   });
@@ -100,10 +122,12 @@ async function generateStream(engine: EngineHandle, body: GenerateRequest, trace
     controller.enqueue(encoder.encode(JSON.stringify(event) + '\n'));
     if (event.type === 'finish' || event.type === 'error') {
       done = true;
+      cancelKeys.close(body.request_id);
       controller.close();
     }
   };
   await engine.submit(body, loggedSink(body, traceparent, engine.options.nodeId, sink)); // rejects with EngineError before any byte is streamed
+  cancelKeys.open(body.request_id, body.cancel_key);
   return new Response(stream, {
     headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
   });
@@ -129,7 +153,10 @@ export function createApp(
 ): Hono<{ Variables: EngineVariables }> {
   const { auth, drain = new DrainState(), metrics } = options;
   const app = new Hono<{ Variables: EngineVariables }>();
+  const cancelKeys = new CancelKeys();
   app.use(protocolVersion());
+  // Every route, including the ones that read no body today: the limit must not depend on each handler remembering it.
+  app.use(bodyLimit({ maxSize: MAX_BODY_BYTES, onError: bodyTooLarge }));
 
   app.get('/health', (c) => c.json({ ok: true, version: PROTOCOL_VERSION, ready: getEngine() !== undefined }));
   app.get('/ready', (c) => {
@@ -140,8 +167,6 @@ export function createApp(
     app.get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   }
 
-  const tooLarge = () => errorResponse('invalid_request', 413, `request body over ${MAX_BODY_BYTES} bytes`);
-  app.use('/v1/*', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge }));
   // Credentials before readiness, so an unauthenticated caller learns nothing, not even that the model is loading.
   const signed = requireSignature(auth);
   app.use('/v1/generate', signed);
@@ -161,7 +186,7 @@ export function createApp(
   app.post('/v1/generate', async (c) => {
     const body = await readJson<GenerateRequest>(c.req);
     if (body instanceof Response) return body;
-    return generateStream(c.var.engine, body, c.req.header('traceparent'));
+    return generateStream(c.var.engine, body, c.req.header('traceparent'), cancelKeys);
   });
 
   app.post('/v1/cancel', async (c) => {
@@ -171,6 +196,10 @@ export function createApp(
       return errorResponse('protocol_mismatch', 400, `node speaks token-batch protocol v${PROTOCOL_VERSION}, request has version ${String(body?.version)}`);
     }
     if (typeof body.request_id !== 'string') return errorResponse('invalid_request', 400, 'request_id must be a string');
+    if (body.cancel_key !== undefined && typeof body.cancel_key !== 'string') return errorResponse('invalid_request', 400, 'cancel_key must be a string');
+    const check = cancelKeys.check(body.request_id, body.cancel_key);
+    if (check === 'unknown') return c.json({ cancelled: false });
+    if (check === 'refused') return errorResponse('unauthorized', 403, 'cancel_key does not match the one this request was opened with; only the edge that opened a request can cancel it');
     return c.json({ cancelled: await c.var.engine.cancel(body.request_id) });
   });
 

@@ -20,6 +20,7 @@ import {
   type NodeLoad,
 } from '../../shared/protocol.ts';
 import { ApiError, InvalidRequestError, OverloadedError, UpstreamUnavailableError } from './errors.ts';
+import { tenantIds, type TenantIds } from './tenant-ids.ts';
 
 /** The Worker secret holding `pool`'s signing secret, when the pool has its own. */
 export function poolSecretName(pool: string): string {
@@ -40,6 +41,11 @@ function secretFor(pool: string | undefined): string {
     throw new UpstreamUnavailableError('the edge has no NODE_SECRET to sign GPU node requests with; set it with `wrangler secret put NODE_SECRET`');
   }
   return secret;
+}
+
+/** The opaque tenant id and cache salt `pool`'s nodes see for `orgId` (tenant-ids.ts), keyed with the pool's secret. */
+export function nodeTenantIds(pool: string, orgId: string): Promise<TenantIds> {
+  return tenantIds(secretFor(pool), orgId);
 }
 
 /**
@@ -77,6 +83,8 @@ export async function fetchNodeLoad(nodeUrl: string, pool: string | undefined, s
 export interface NodeGeneration {
   /** Base URL of the node that accepted the request (cancel goes to the same one). */
   nodeUrl: string;
+  /** The request's cancel_key: only a cancel carrying it stops the generation. */
+  cancelKey: string | undefined;
   /** Resolves to the next event, or undefined when the stream ended (or was closed). */
   events: { next(): Promise<NodeEvent | undefined> };
   /** Stops reading events (see NodeEventReader.close); pair it with cancelGeneration. */
@@ -84,29 +92,81 @@ export interface NodeGeneration {
 }
 
 /**
- * POSTs the request to the first node in `urls` that accepts it. A node that is unreachable, full
- * (429) or not ready (503) is skipped; a node that rejects the request itself (400/413) is final,
- * since another node would reject it too. `signal` aborts connecting (client went away); an open
- * stream is ended with close(). Requests are signed with `pool`'s secret.
+ * How long (ms) a request may wait, over all the nodes tried, for a node to start it: a node accepts
+ * a request into its queue at once, but a full batch can keep it there for minutes. Past this the
+ * edge cancels it on the node and answers 429 with Retry-After (billed nothing: no token was made).
+ * The Worker var NODE_START_WAIT_MS; 20 s when unset.
+ */
+export function nodeStartWaitMs(): number {
+  const configured = Number(env.NODE_START_WAIT_MS);
+  return Number.isFinite(configured) && configured > 0 ? configured : 20_000;
+}
+
+/**
+ * POSTs the request to the first node in `urls` that accepts it and starts it within the wait bound
+ * (nodeStartWaitMs). A node that is unreachable, full (429), not ready (503), breaks its stream
+ * before starting, or keeps the request queued past the bound is skipped (the queued copy is
+ * cancelled); a node that rejects the request itself (400/413) is final, since another node would
+ * reject it too. `signal` aborts connecting (client went away); an open stream is ended with close().
+ * Requests are signed with `pool`'s secret.
  */
 export async function openGeneration(urls: string[], req: GenerateRequest, signal: AbortSignal, pool?: string): Promise<NodeGeneration> {
   if (urls.length === 0) throw new UpstreamUnavailableError('no GPU node is registered for this model');
   let lastError: ApiError = new UpstreamUnavailableError('no node answered');
+  const waitMs = nodeStartWaitMs();
+  const deadline = Date.now() + waitMs;
   for (const nodeUrl of urls) {
-    let res: Response;
-    try {
-      res = await nodeFetch(`${nodeUrl}/v1/generate`, pool, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req), signal });
-    } catch (err) {
-      if (signal.aborted || err instanceof ApiError) throw err;
-      lastError = new UpstreamUnavailableError(`${nodeUrl} unreachable`);
-      continue;
-    }
-    if (res.ok && res.body) {
-      const context = requestContext.getStore();
-      if (context) context.nodeUrl = nodeUrl;
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) break;
+    // One timer over connecting and the first event: a node may hold even its response headers
+    // until it schedules the request. The fetch keeps the client's signal only, as an abort on its
+    // own signal later would tear the body down under the reader.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waitOver = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), remaining);
+    });
+    const opening = (async () => {
+      const res = await nodeFetch(`${nodeUrl}/v1/generate`, pool, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req), signal });
+      if (!res.ok || !res.body) return { res, events: undefined };
       if (pool !== undefined) poolOfNode.set(nodeUrl, pool);
       const events = new NodeEventReader(res.body);
-      return { nodeUrl, events, close: () => events.close() };
+      try {
+        await events.awaitFirst();
+      } catch (err) {
+        events.close();
+        throw Object.assign(new Error(`${nodeUrl} broke its stream before starting the request`), { cause: err, streamBroke: true });
+      }
+      return { res, events };
+    })();
+    let opened: Awaited<typeof opening> | 'timeout';
+    try {
+      opened = await Promise.race([opening, waitOver]);
+    } catch (err) {
+      if (signal.aborted) {
+        await cancelQuietly(nodeUrl, req);
+        throw err;
+      }
+      if (err instanceof ApiError) throw err;
+      const broke = err instanceof Error && 'streamBroke' in err;
+      lastError = new UpstreamUnavailableError(broke ? err.message : `${nodeUrl} unreachable`);
+      continue;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (opened === 'timeout') {
+      // Queued on the node past the bound: take it out rather than let it run for nobody, and let
+      // the abandoned connection go (its body, if it ever comes, is closed unread).
+      opening.then(({ events }) => events?.close(), () => {});
+      await cancelQuietly(nodeUrl, req);
+      lastError = new OverloadedError(Math.min(60, Math.max(1, Math.ceil(waitMs / 1000))));
+      continue;
+    }
+    const { res, events } = opened;
+    if (events) {
+      const context = requestContext.getStore();
+      if (context) context.nodeUrl = nodeUrl;
+      const reader = events;
+      return { nodeUrl, cancelKey: req.cancel_key, events: reader, close: () => reader.close() };
     }
     lastError = await nodeHttpError(res);
     if (!(lastError instanceof OverloadedError || lastError instanceof UpstreamUnavailableError)) throw lastError;
@@ -115,11 +175,22 @@ export async function openGeneration(urls: string[], req: GenerateRequest, signa
 }
 
 /** Best effort: the node stops generating for `requestId` and finishes it with "cancelled". */
-export async function cancelGeneration(nodeUrl: string, requestId: string): Promise<void> {
-  const body: CancelRequest = { version: PROTOCOL_VERSION, request_id: requestId };
-  const res = await nodeFetch(`${nodeUrl}/v1/cancel`, poolOfNode.get(nodeUrl), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+export async function cancelGeneration(nodeUrl: string, requestId: string, cancelKey: string | undefined, signal?: AbortSignal): Promise<void> {
+  const body: CancelRequest = { version: PROTOCOL_VERSION, request_id: requestId, ...(cancelKey !== undefined ? { cancel_key: cancelKey } : {}) };
+  const res = await nodeFetch(`${nodeUrl}/v1/cancel`, poolOfNode.get(nodeUrl), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal });
   // Drain so workerd can reuse the connection.
   await res.arrayBuffer();
+}
+
+/**
+ * Cancels a request we gave up waiting for (it may sit in the node's queue). Bounded, since the node
+ * may be the reason we gave up; a node that never sees the cancel frees the request when the
+ * connection drops.
+ */
+async function cancelQuietly(nodeUrl: string, req: GenerateRequest): Promise<void> {
+  await cancelGeneration(nodeUrl, req.request_id, req.cancel_key, AbortSignal.timeout(2000)).catch((err: unknown) => {
+    console.warn(`cancel ${req.request_id} on ${nodeUrl} after the start wait failed: ${String(err)}`);
+  });
 }
 
 /**
@@ -131,13 +202,28 @@ class NodeEventReader {
   private readonly decoder = new TextDecoder();
   private buffered = '';
   private closed = false;
+  /** An event read by awaitFirst, handed out by the next next(). */
+  private peeked: { event: NodeEvent | undefined } | undefined;
 
   constructor(body: ReadableStream<Uint8Array>) {
     this.reader = body.getReader();
   }
 
+  /**
+   * Reads the first event (the node sends `start` when it schedules the request) and keeps it for
+   * next(). Rejects when the body breaks or is not NDJSON.
+   */
+  async awaitFirst(): Promise<void> {
+    this.peeked = { event: await this.next() };
+  }
+
   /** The next event, or undefined at the end of the body (or after close()). */
   async next(): Promise<NodeEvent | undefined> {
+    if (this.peeked) {
+      const { event } = this.peeked;
+      this.peeked = undefined;
+      return event;
+    }
     for (;;) {
       const newline = this.buffered.indexOf('\n');
       if (newline >= 0) {

@@ -18,7 +18,7 @@ export interface AdmissionLimits {
 }
 
 /** The fields of `GenerateRequest` and `SamplingParams` (shared/protocol.ts); keep in step with it. */
-const REQUEST_KEYS: ReadonlySet<string> = new Set(['version', 'request_id', 'model', 'prompt_token_ids', 'sampling', 'cache_salt']);
+const REQUEST_KEYS: ReadonlySet<string> = new Set(['version', 'request_id', 'model', 'prompt_token_ids', 'sampling', 'cache_salt', 'tenant', 'cancel_key']);
 /** Most choices one request may ask for (`sampling.n`). */
 export const MAX_CHOICES = 8;
 
@@ -33,6 +33,7 @@ export function checkGenerateRequest(body: GenerateRequest, limits: AdmissionLim
   }
   const bad = (message: string, param?: string) => new EngineError('invalid_request', 400, message, undefined, param);
   if (typeof body.request_id !== 'string' || body.request_id.length === 0) throw bad('request_id must be a non-empty string');
+  if (typeof body.model !== 'string') throw bad('model must be a string');
   if (body.model !== limits.modelId) throw new EngineError('model_not_found', 404, `this node serves ${limits.modelId}, not ${String(body.model)}`);
   const ids = body.prompt_token_ids;
   if (!Array.isArray(ids) || ids.length === 0) throw bad('prompt_token_ids must be a non-empty array');
@@ -91,6 +92,8 @@ export function checkGenerateRequest(body: GenerateRequest, limits: AdmissionLim
     if (!ok) throw bad('sampling.tool_calls must be {functions: [{name, parameters?}], required: boolean, parallel: boolean}', 'tool_choice');
   }
   if (body.cache_salt !== undefined && typeof body.cache_salt !== 'string') throw bad('cache_salt must be a string', 'cache_salt');
+  if (body.tenant !== undefined && typeof body.tenant !== 'string') throw bad('tenant must be a string', 'tenant');
+  if (body.cancel_key !== undefined && typeof body.cancel_key !== 'string') throw bad('cancel_key must be a string', 'cancel_key');
   const total = ids.length + s.max_tokens;
   const limit = Math.min(limits.maxModelLen, limits.kvCapacityTokens);
   if (total > limit) {

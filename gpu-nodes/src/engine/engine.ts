@@ -85,7 +85,7 @@ export class Engine {
     this.kv = kv;
     this.newDecoder = newDecoder;
     this.options = options;
-    this.scheduler = new Scheduler({ maxBatch: options.maxBatch, maxTokensPerStep: options.maxTokensPerStep }, kv);
+    this.scheduler = new Scheduler({ maxBatch: options.maxBatch, maxTokensPerStep: options.maxTokensPerStep, maxRunningPerTenant: options.maxRunningPerTenant }, kv);
   }
 
   /**
@@ -148,7 +148,7 @@ export class Engine {
         throw err;
       }
     }
-    const req = new EngineRequest(body.request_id, body.prompt_token_ids, body.sampling, rootHash(cacheNamespace(body.model, body.cache_salt)), grammar);
+    const req = new EngineRequest(body.request_id, body.prompt_token_ids, body.sampling, rootHash(cacheNamespace(body.model, body.cache_salt)), grammar, body.tenant);
     this.active.set(req.id, { req, sink: isolate(req, sink), output: new OutputProcessor(this.newDecoder(), body.sampling), started: false });
     this.scheduler.add(req);
     this.kick();

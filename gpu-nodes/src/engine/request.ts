@@ -11,6 +11,8 @@ export type RequestStatus = 'waiting' | 'running' | 'preempted' | 'finished';
 
 export class EngineRequest {
   readonly id: string;
+  /** Opaque organization id from the edge (shared/protocol.ts `tenant`): the unit of fair scheduling. */
+  readonly tenant: string;
   readonly sampling: SamplingParams;
   /** Prefix-cache namespace root for this request's model + tenant salt. */
   readonly cacheRoot: BlockHash;
@@ -31,10 +33,13 @@ export class EngineRequest {
   readonly arrivalMs: number;
   /** The response_format grammar's state, built by the engine from `sampling.response_format`. */
   readonly grammar: GrammarState | undefined;
+  /** Order in which the scheduler received it (set by Scheduler.add): the tie-break between tenants. */
+  arrivalSeq = 0;
 
-  constructor(id: string, promptTokenIds: readonly number[], sampling: SamplingParams, cacheRoot: BlockHash, grammar?: GrammarState) {
+  constructor(id: string, promptTokenIds: readonly number[], sampling: SamplingParams, cacheRoot: BlockHash, grammar?: GrammarState, tenant = '') {
     if (promptTokenIds.length === 0) throw new Error('empty prompt');
     this.id = id;
+    this.tenant = tenant;
     this.sampling = sampling;
     this.cacheRoot = cacheRoot;
     this.numPromptTokens = promptTokenIds.length;

@@ -14,8 +14,8 @@ function sampling(maxTokens: number): SamplingParams {
   return { max_tokens: maxTokens, temperature: 0, top_p: 1, stop_token_ids: [], stop: [] };
 }
 
-function request(id: string, prompt: number[], maxTokens: number, salt = ''): EngineRequest {
-  return new EngineRequest(id, prompt, sampling(maxTokens), rootHash(`k2-tiny\0${salt}`));
+function request(id: string, prompt: number[], maxTokens: number, salt = '', tenant = ''): EngineRequest {
+  return new EngineRequest(id, prompt, sampling(maxTokens), rootHash(`k2-tiny\0${salt}`), undefined, tenant);
 }
 
 function range(n: number, start = 0): number[] {
@@ -74,7 +74,7 @@ describe('Scheduler', () => {
 
   it('never runs more than maxBatch requests and admits FIFO', () => {
     const kv = new KvCacheManager({ numBlocks: 512, blockSize: 4 });
-    const s = new Scheduler({ maxBatch: 3, maxTokensPerStep: 1000 }, kv);
+    const s = new Scheduler({ maxBatch: 3, maxTokensPerStep: 1000, maxRunningPerTenant: 3 }, kv);
     const reqs = range(7).map((i) => request(`r${i}`, range(3, i * 10), 2));
     for (const r of reqs) s.add(r);
     const order: string[] = [];
@@ -118,7 +118,7 @@ describe('Scheduler', () => {
 
   it('preempts the newest request when blocks run out, and it still completes', () => {
     const kv = new KvCacheManager({ numBlocks: 8, blockSize: 4 }); // 32 token slots
-    const s = new Scheduler({ maxBatch: 4, maxTokensPerStep: 64 }, kv);
+    const s = new Scheduler({ maxBatch: 4, maxTokensPerStep: 64, maxRunningPerTenant: 4 }, kv);
     const reqs = range(3).map((i) => request(`p${i}`, range(6, 100 * i), 12)); // 18 tokens each at the end
     for (const r of reqs) s.add(r);
     const outs = runToCompletion(s);
@@ -143,7 +143,8 @@ describe('Scheduler', () => {
     while (done < 3000) {
       while (submitted < 3000 && s.waiting.length < 20) {
         const prompt = [...systemPrompts[rand(5)], ...range(1 + rand(10), 5000 + rand(50))];
-        const r = request(`q${submitted++}`, prompt, 1 + rand(12), `t${rand(3)}`);
+        const tenant = `t${rand(3)}`;
+        const r = request(`q${submitted++}`, prompt, 1 + rand(12), tenant, tenant);
         s.add(r);
         live.push(r);
       }
@@ -165,6 +166,67 @@ describe('Scheduler', () => {
     expect(usage.free).toBe(48);
     expect(usage.cachedBlocks).toBeGreaterThan(0);
     expect(steps).toBeGreaterThan(1000);
+  });
+});
+
+describe('Scheduler fairness between tenants', () => {
+  it('admits a second tenant at the next step while one tenant has a backlog past the batch size', () => {
+    const kv = new KvCacheManager({ numBlocks: 1024, blockSize: 4 });
+    const s = new Scheduler({ maxBatch: 8, maxTokensPerStep: 1000 }, kv);
+    expect(s.tenantCap).toBe(6); // two of eight slots stay out of one tenant's reach
+    const aggressor = range(20).map((i) => request(`a${i}`, range(3, i * 10), 50, 'A', 'A'));
+    for (const r of aggressor) s.add(r);
+    step(s);
+    expect(s.running.map((r) => r.id)).toEqual(aggressor.slice(0, 6).map((r) => r.id));
+    expect(s.runningOf('A')).toBe(6);
+    // A's sequences run for 50 tokens; B arrives behind 14 waiting A requests and still starts now.
+    const victim = request('b0', range(3, 900), 1, 'B', 'B');
+    s.add(victim);
+    const { out } = step(s);
+    expect(out.started.map((r) => r.id)).toEqual(['b0']);
+  });
+
+  it('gives each free slot to the tenant with the fewest running sequences, FIFO within a tenant', () => {
+    const kv = new KvCacheManager({ numBlocks: 1024, blockSize: 4 });
+    const s = new Scheduler({ maxBatch: 6, maxTokensPerStep: 1000, maxRunningPerTenant: 6 }, kv);
+    // A floods first, then B and C arrive; in FIFO order A would take every slot.
+    for (let i = 0; i < 6; i++) s.add(request(`a${i}`, range(3, i * 10), 2, 'A', 'A'));
+    for (let i = 0; i < 3; i++) s.add(request(`b${i}`, range(3, 100 + i * 10), 2, 'B', 'B'));
+    for (let i = 0; i < 3; i++) s.add(request(`c${i}`, range(3, 200 + i * 10), 2, 'C', 'C'));
+    const { out } = step(s);
+    // Round robin by running count, ties to the earliest-arrived head: a, b, c, a, b, c.
+    expect(out.started.map((r) => r.id)).toEqual(['a0', 'b0', 'c0', 'a1', 'b1', 'c1']);
+    const order = [...out.started.map((r) => r.id)];
+    while (s.hasWork()) order.push(...step(s).out.started.map((r) => r.id));
+    expect(order.filter((id) => id.startsWith('a'))).toEqual(['a0', 'a1', 'a2', 'a3', 'a4', 'a5']);
+    expect(kv.usage().free).toBe(1024);
+  });
+
+  it('never runs more than maxRunningPerTenant of one tenant, even with the batch otherwise empty', () => {
+    const kv = new KvCacheManager({ numBlocks: 1024, blockSize: 4 });
+    const s = new Scheduler({ maxBatch: 4, maxTokensPerStep: 1000, maxRunningPerTenant: 2 }, kv);
+    for (let i = 0; i < 6; i++) s.add(request(`a${i}`, range(3, i * 10), 3, 'A', 'A'));
+    while (s.hasWork()) {
+      step(s);
+      expect(s.runningOf('A')).toBeLessThanOrEqual(2);
+    }
+    expect(s.runningOf('A')).toBe(0);
+  });
+
+  it('keeps running counts exact through preemption and cancellation', () => {
+    const kv = new KvCacheManager({ numBlocks: 10, blockSize: 4 });
+    const s = new Scheduler({ maxBatch: 6, maxTokensPerStep: 64 }, kv);
+    const reqs = range(6).map((i) => request(`p${i}`, range(6, 100 * i), 10, `t${i % 2}`, `t${i % 2}`));
+    for (const r of reqs) s.add(r);
+    let preemptions = 0;
+    for (let n = 0; s.hasWork(); n++) {
+      const { out } = step(s);
+      preemptions += out.preempted.length;
+      if (n === 3) s.finish(s.running[0]); // a cancel, the way the engine reaps one
+      for (const t of ['t0', 't1']) expect(s.runningOf(t)).toBe(s.running.filter((r) => r.tenant === t).length);
+    }
+    expect(preemptions).toBeGreaterThan(0);
+    expect(kv.usage().free).toBe(10);
   });
 });
 

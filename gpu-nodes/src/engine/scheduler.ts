@@ -6,9 +6,14 @@
  *   - continuous batching: waiting requests join between any two steps while there is budget and room;
  *   - chunked prefill: a long prompt takes what budget is left and continues next step, so running
  *     decodes (scheduled first, one token each) never stall behind it;
- *   - fairness: running requests in arrival order, then the waiting queue FIFO (preempted ones at its head);
+ *   - fairness between tenants (the edge's opaque per-organization id, `EngineRequest.tenant`): waiting
+ *     requests queue per tenant, and each free batch slot goes to the tenant with the fewest running
+ *     sequences (ties: the one whose oldest waiting request arrived first), so one organization's
+ *     backlog never sits in front of another's request. No tenant may hold more than
+ *     `maxRunningPerTenant` sequences (below the batch size), so a newcomer always finds a slot
+ *     within one step instead of waiting for someone's long generation to end. Within a tenant: FIFO;
  *   - preemption by recompute: when KV blocks run out, the most recently admitted running request
- *     gives back all its blocks and goes back to the head of the queue (its prefix usually stays cached).
+ *     gives back all its blocks and goes back to the head of its tenant's queue (its prefix usually stays cached).
  */
 import type { ComputedBlocks, KvCacheManager } from './kv-cache-manager.ts';
 import type { EngineRequest } from './request.ts';
@@ -18,6 +23,84 @@ export interface SchedulerConfig {
   maxBatch: number;
   /** Most token rows in one step (prefill chunks + decode tokens). */
   maxTokensPerStep: number;
+  /** Most running sequences of one tenant; defaults to defaultTenantCap(maxBatch). */
+  maxRunningPerTenant?: number;
+}
+
+/**
+ * A quarter of the batch (at least one slot) is kept out of any single tenant's reach: 24 of 32. A lone
+ * tenant then leaves those slots idle; that is the price of another tenant's first token never
+ * waiting for a whole generation to end.
+ */
+export function defaultTenantCap(maxBatch: number): number {
+  return maxBatch <= 1 ? 1 : maxBatch - Math.max(1, Math.floor(maxBatch / 4));
+}
+
+/**
+ * Waiting requests, one FIFO per tenant. `length`, `push`, `unshift` and `remove` keep the shape of
+ * the single array this replaces; `next` is where the fairness rule lives.
+ */
+export class TenantQueues {
+  private readonly queues = new Map<string, EngineRequest[]>();
+  private count = 0;
+
+  get length(): number {
+    return this.count;
+  }
+
+  push(req: EngineRequest): void {
+    this.queueOf(req.tenant).push(req);
+    this.count++;
+  }
+
+  /** Back to the head of its tenant's queue (a preempted request keeps its turn). */
+  unshift(req: EngineRequest): void {
+    this.queueOf(req.tenant).unshift(req);
+    this.count++;
+  }
+
+  remove(req: EngineRequest): boolean {
+    const q = this.queues.get(req.tenant);
+    const i = q ? q.indexOf(req) : -1;
+    if (i < 0) return false;
+    q!.splice(i, 1);
+    this.count--;
+    if (q!.length === 0) this.queues.delete(req.tenant);
+    return true;
+  }
+
+  /**
+   * The head request of the tenant that should get the next slot: fewest running first, then the
+   * earliest-arrived head; tenants at `cap` are passed over. undefined when nobody may be admitted.
+   */
+  next(runningOf: (tenant: string) => number, cap: number): EngineRequest | undefined {
+    let best: EngineRequest | undefined;
+    let bestRunning = Infinity;
+    for (const [tenant, q] of this.queues) {
+      const running = runningOf(tenant);
+      if (running >= cap) continue;
+      const head = q[0];
+      if (running < bestRunning || (running === bestRunning && head.arrivalSeq < best!.arrivalSeq)) {
+        best = head;
+        bestRunning = running;
+      }
+    }
+    return best;
+  }
+
+  /** Every waiting request, tenant by tenant (for inspection). */
+  *[Symbol.iterator](): IterableIterator<EngineRequest> {
+    for (const q of this.queues.values()) yield* q;
+  }
+
+  private queueOf(tenant: string): EngineRequest[] {
+    let q = this.queues.get(tenant);
+    if (!q) {
+      q = [];
+      this.queues.set(tenant, q);
+    }
+    return q;
+  }
 }
 
 export interface ScheduledRequest {
@@ -39,19 +122,32 @@ export interface SchedulerOutput {
 export class Scheduler {
   readonly config: SchedulerConfig;
   private readonly kv: KvCacheManager;
-  readonly waiting: EngineRequest[] = [];
+  readonly waiting = new TenantQueues();
   readonly running: EngineRequest[] = [];
+  /** Running sequences per tenant (absent = 0). */
+  private readonly runningByTenant = new Map<string, number>();
+  /** Most running sequences of one tenant. */
+  readonly tenantCap: number;
+  private arrivals = 0;
   totalPreemptions = 0;
 
   constructor(config: SchedulerConfig, kv: KvCacheManager) {
     if (!(config.maxBatch >= 1) || !(config.maxTokensPerStep >= 1)) throw new Error(`bad scheduler config ${JSON.stringify(config)}`);
+    this.tenantCap = config.maxRunningPerTenant ?? defaultTenantCap(config.maxBatch);
+    if (!(this.tenantCap >= 1)) throw new Error(`bad scheduler config ${JSON.stringify(config)}`);
     this.config = config;
     this.kv = kv;
   }
 
   add(req: EngineRequest): void {
     req.status = 'waiting';
+    req.arrivalSeq = this.arrivals++;
     this.waiting.push(req);
+  }
+
+  /** Running sequences of `tenant` now. */
+  runningOf(tenant: string): number {
+    return this.runningByTenant.get(tenant) ?? 0;
   }
 
   hasWork(): boolean {
@@ -82,14 +178,17 @@ export class Scheduler {
       budget -= numNew;
     }
 
-    // Then admit waiting requests FIFO; none when this step already had to preempt (memory is short).
-    while (preempted.length === 0 && this.waiting.length > 0 && this.running.length < this.config.maxBatch && budget > 0) {
-      const req = this.waiting[0];
+    // Then admit waiting requests, fairest tenant first; none when this step already had to preempt (memory is short).
+    const runningOf = (tenant: string) => this.runningOf(tenant);
+    while (preempted.length === 0 && this.running.length < this.config.maxBatch && budget > 0) {
+      const req = this.waiting.next(runningOf, this.tenantCap);
+      if (!req) break;
       const hit: ComputedBlocks = this.kv.getComputedBlocks(req);
       const numNew = Math.min(req.tokens.length - hit.numTokens, budget);
       // Head-of-line blocking is deliberate: skipping a big request to admit smaller ones would starve it.
       if (!this.kv.allocateSlots(req, numNew, hit)) break;
-      this.waiting.shift();
+      this.waiting.remove(req);
+      this.countRunning(req.tenant, +1);
       req.numComputedTokens = hit.numTokens;
       if (req.numCachedTokens < 0) {
         req.numCachedTokens = Math.min(hit.numTokens, req.numPromptTokens);
@@ -116,14 +215,25 @@ export class Scheduler {
   /** Removes the request wherever it is and frees its blocks. */
   finish(req: EngineRequest): void {
     const r = this.running.indexOf(req);
-    if (r >= 0) this.running.splice(r, 1);
-    const w = this.waiting.indexOf(req);
-    if (w >= 0) this.waiting.splice(w, 1);
+    if (r >= 0) {
+      this.running.splice(r, 1);
+      this.countRunning(req.tenant, -1);
+    }
+    this.waiting.remove(req);
     this.kv.free(req);
     req.status = 'finished';
   }
 
+  private countRunning(tenant: string, delta: 1 | -1): void {
+    const n = this.runningOf(tenant) + delta;
+    if (n < 0) throw new Error(`tenant running count below zero`);
+    if (n === 0) this.runningByTenant.delete(tenant);
+    else this.runningByTenant.set(tenant, n);
+  }
+
+  /** `req` was just popped from `running`. */
   private preempt(req: EngineRequest): void {
+    this.countRunning(req.tenant, -1);
     this.kv.free(req);
     req.numComputedTokens = 0;
     req.status = 'preempted';

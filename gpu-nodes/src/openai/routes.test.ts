@@ -200,4 +200,55 @@ describe('node OpenAI-compatible endpoint', () => {
     expect(text.choices).toHaveLength(2);
     expect(text.usage!.completion_tokens).toBe(4);
   });
+
+  it('refuses cache_salt, tenant and cancel_key from the body with a 400 naming the field', async () => {
+    for (const field of ['cache_salt', 'tenant', 'cancel_key']) {
+      for (const path of ['/chat/completions', '/completions']) {
+        const body = { model: 'k2-tiny', messages, prompt: 'Hello', max_tokens: 1, [field]: 'org_victim' };
+        const res = await fetch(base + path, { method: 'POST', headers: authorization, body: JSON.stringify(body) });
+        expect(res.status).toBe(400);
+        const { error } = (await res.json()) as { error: { param: string; type: string } };
+        expect(error).toMatchObject({ param: field, type: 'invalid_request_error' });
+      }
+    }
+  });
+
+  it('ends a stream cancelled on the node with an error event, never a finish_reason', async () => {
+    const stream = await client.chat.completions.create({ model: 'k2-tiny', messages, max_tokens: 200, temperature: 0, stream: true });
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    let failure: unknown;
+    try {
+      for await (const chunk of stream) {
+        chunks.push(chunk);
+        // The response id is the engine's request id: cancel it the way the engine reaps any cancel.
+        if (chunks.length === 2) expect(await engine.cancel(chunk.id)).toBe(true);
+      }
+    } catch (err) {
+      failure = err;
+    }
+    // The openai client raises the stream's error event as an APIError.
+    expect(failure).toBeInstanceOf(OpenAI.APIError);
+    expect((failure as InstanceType<typeof OpenAI.APIError>).message).toContain('cancelled');
+    expect(chunks.every((c) => c.choices.every((ch) => ch.finish_reason === null))).toBe(true);
+    await engine.idle();
+  });
+
+  it('answers a non-streamed request cancelled on the node with an error, not a completion', async () => {
+    // Its id is only in the answer, so watch the engine's submit for it (the real submit still runs).
+    const submit = engine.submit;
+    const submitted = new Promise<string>((resolve) => {
+      engine.submit = (body, sink) => {
+        const queued = submit.call(engine, body, sink);
+        resolve(body.request_id);
+        return queued;
+      };
+    });
+    const res = fetch(`${base}/completions`, { method: 'POST', headers: authorization, body: JSON.stringify({ model: 'k2-tiny', prompt: 'Once upon a time', max_tokens: 200 }) });
+    const id = await submitted;
+    engine.submit = submit;
+    expect(await engine.cancel(id)).toBe(true);
+    const answer = await res;
+    expect(answer.status).toBe(503);
+    expect(((await answer.json()) as { error: { code: string } }).error.code).toBe('cancelled');
+  });
 });

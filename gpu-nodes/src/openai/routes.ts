@@ -11,7 +11,7 @@
  * in OpenAI's error shape rather than an assertion.
  */
 import { Hono, type Context } from 'hono';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { GenerateRequest, Usage } from '../../../shared/protocol.ts';
 import { PROTOCOL_VERSION } from '../../../shared/protocol.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
@@ -22,6 +22,9 @@ import { chatMessages, chatTools } from './chat-messages.ts';
 import { EventQueue } from './event-queue.ts';
 import { chatChunkWriter, chatCompletionBody, completionChunkWriter, textCompletionBody, type ChunkWriter, type CollectedChoice, type ResponseMeta } from './format.ts';
 import { BadRequest, numberIn, type Endpoint, samplingFields } from './request-fields.ts';
+
+/** What a client whose generation was cancelled on the node is told (its answer is incomplete). */
+const CANCELLED_MESSAGE = 'the generation was cancelled on the GPU node before it finished; the output is incomplete';
 
 /** Without max_tokens a chat answer may run this long (OpenAI's "until the context ends" would tie up KV for minutes on CPU). */
 const DEFAULT_CHAT_MAX_TOKENS = 256;
@@ -34,17 +37,42 @@ function errorJson(c: Context, status: 400 | 404 | 413 | 429 | 503 | 500, messag
   return c.json({ error: { message, type, param, code } }, status, headers);
 }
 
-/** The token-batch request the engine runs for an OpenAI body (every field validated by request-fields.ts). */
-function generateRequest(engine: EngineHandle, body: Record<string, unknown>, endpoint: Endpoint, promptTokenIds: number[], maxTokens: number, stopIds: number[], vocabSize: number): GenerateRequest {
+/**
+ * Fields of the token-batch request that only the edge may set, on the signed hop (shared/protocol.ts):
+ * a caller naming another tenant's cache_salt could probe its prompts through cached_tokens. Refused,
+ * not ignored, so a caller never believes it got the isolation it asked for.
+ */
+const EDGE_ONLY_FIELDS = ['cache_salt', 'tenant', 'cancel_key'] as const;
+
+function refuseEdgeOnlyFields(body: Record<string, unknown>): void {
+  for (const field of EDGE_ONLY_FIELDS) {
+    if (field in body) throw new BadRequest(`${field} is set by the platform, not by the caller: prefix caches are isolated per API key`, field);
+  }
+}
+
+/**
+ * The caller's fair-scheduling tenant: the API key it authenticated with, hashed (never logged or
+ * passed on in the clear). Without auth (--insecure-no-auth) every caller is one tenant.
+ */
+function callerTenant(c: Context): string {
+  const authorization = c.req.header('authorization') ?? '';
+  return authorization === '' ? 'openai' : `openai:${createHash('sha256').update(authorization).digest('base64url').slice(0, 22)}`;
+}
+
+/** The token-batch request the engine runs for an OpenAI body (every field validated by request-fields.ts); its request_id is the response's id. */
+function generateRequest(engine: EngineHandle, body: Record<string, unknown>, endpoint: Endpoint, promptTokenIds: number[], maxTokens: number, stopIds: number[], vocabSize: number, requestId: string, tenant: string): GenerateRequest {
   if (typeof body.model !== 'string' || body.model !== engine.options.modelId) {
     throw new EngineError('model_not_found', 404, `this node serves '${engine.options.modelId}', not '${String(body.model)}'`);
   }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw new BadRequest('stream must be a boolean', 'stream');
   return {
     version: PROTOCOL_VERSION,
-    request_id: `oai-${randomUUID()}`,
+    request_id: requestId,
     model: body.model,
     prompt_token_ids: promptTokenIds,
+    // Per caller: one key's prompts are never a cache hit (or a cached_tokens count) for another's.
+    cache_salt: tenant,
+    tenant,
     sampling: { max_tokens: maxTokens, stop_token_ids: stopIds, ...samplingFields(body, endpoint, vocabSize) },
   };
 }
@@ -73,7 +101,8 @@ async function run(
         const choice = choices[ev.index ?? 0];
         choice.text += ev.text;
         if (ev.logprobs) choice.logprobs?.push(...ev.logprobs);
-      } else if (ev.type === 'finish') {
+      } else if (ev.type === 'finish' && ev.finish_reason === 'cancelled') return errorJson(c, 503, CANCELLED_MESSAGE, 'server_error', 'cancelled');
+      else if (ev.type === 'finish') {
         choices.forEach((ch, i) => (ch.reason = ev.finish_reasons?.[i] ?? ev.finish_reason));
         return c.json(whole(choices, ev.usage));
       } else if (ev.type === 'error') return errorJson(c, 500, ev.message, 'server_error', ev.code);
@@ -101,8 +130,10 @@ async function run(
           continue;
         }
         done = true;
-        if (ev.type === 'finish') for (const chunk of writer.finish(ev.finish_reasons ?? [ev.finish_reason], ev.usage)) controller.enqueue(sse(chunk));
-        // A failure mid-stream: one error event in OpenAI's shape, then the end marker.
+        if (ev.type === 'finish' && ev.finish_reason !== 'cancelled') for (const chunk of writer.finish(ev.finish_reasons ?? [ev.finish_reason], ev.usage)) controller.enqueue(sse(chunk));
+        // Cancelled on the node, or failed mid-stream: one error event in OpenAI's shape, then the end
+        // marker; never a finish_reason, which would tell the client its answer is complete.
+        else if (ev.type === 'finish') controller.enqueue(sse({ error: { message: CANCELLED_MESSAGE, type: 'server_error', param: null, code: 'cancelled' } }));
         else controller.enqueue(sse({ error: { message: ev.message, type: 'server_error', param: null, code: ev.code } }));
         controller.enqueue(sse('[DONE]'));
         controller.close();
@@ -132,6 +163,7 @@ async function readBody(c: Context): Promise<Record<string, unknown>> {
   try {
     const body = (await c.req.json()) as unknown;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequest('the body must be a JSON object');
+    refuseEdgeOnlyFields(body as Record<string, unknown>);
     return body as Record<string, unknown>;
   } catch (err) {
     if (err instanceof BadRequest) throw err;
@@ -152,8 +184,8 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     // tool_choice 'none': the model is not told about the tools at all.
     const ids = renderChat(tokenizer, messages, { tools: body.tool_choice === 'none' ? undefined : tools });
     const maxTokens = numberIn(body, 'max_completion_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? numberIn(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? DEFAULT_CHAT_MAX_TOKENS;
-    const req = generateRequest(c.var.engine, body, 'chat', ids, maxTokens, chatStopTokenIds(tokenizer), tokenizer.vocabSize);
-    const m = meta('chatcmpl', req.model);
+    const m = meta('chatcmpl', String(body.model));
+    const req = generateRequest(c.var.engine, body, 'chat', ids, maxTokens, chatStopTokenIds(tokenizer), tokenizer.vocabSize, m.id, callerTenant(c));
     const includeUsage = includeUsageOf(body);
     const n = req.sampling.n ?? 1;
     return run(c, req, body.stream === true, m, chatChunkWriter(m, includeUsage, tokenizer, n), (choices, usage) => chatCompletionBody(m, choices, usage, tokenizer));
@@ -168,8 +200,8 @@ export function openAIRoutes(getTokenizer: () => Tokenizer | undefined): Hono<En
     // allowSpecial false: a prompt that spells "<|im_end|>" gets ordinary tokens, not the marker.
     const ids = tokenizer.encode(prompt, { allowSpecial: false });
     const maxTokens = numberIn(body, 'max_tokens', 1, Number.MAX_SAFE_INTEGER, { integer: true }) ?? DEFAULT_COMPLETION_MAX_TOKENS;
-    const req = generateRequest(c.var.engine, body, 'completions', ids, maxTokens, [tokenizer.specialId('[EOS]')], tokenizer.vocabSize);
-    const m = meta('cmpl', req.model);
+    const m = meta('cmpl', String(body.model));
+    const req = generateRequest(c.var.engine, body, 'completions', ids, maxTokens, [tokenizer.specialId('[EOS]')], tokenizer.vocabSize, m.id, callerTenant(c));
     const includeUsage = includeUsageOf(body);
     const n = req.sampling.n ?? 1;
     return run(c, req, body.stream === true, m, completionChunkWriter(m, includeUsage, tokenizer, n), (choices, usage) => textCompletionBody(m, choices, usage, tokenizer));

@@ -18,7 +18,7 @@ import { ApiError, UpstreamUnavailableError } from '../errors.ts';
 import { endReason, nodeEventFormatter, parsedFromChatMessage, type ApiFormat, type RenderContext } from '../formats/api-format.ts';
 import { chatChunks, chatCompletion } from '../formats/chat.ts';
 import { completionChunks, textCompletion } from '../formats/completion.ts';
-import { cancelGeneration, type NodeGeneration } from '../node-client.ts';
+import { cancelGeneration, nodeTenantIds, type NodeGeneration } from '../node-client.ts';
 import { lookupResponse } from '../response-cache/lookup.ts';
 import { openRoutedGeneration } from '../routing/open.ts';
 import type { ChatCompletionRequest, CompletionRequest } from '../schemas/openai.ts';
@@ -77,11 +77,23 @@ export async function serve(c: Context<AppEnv>, target: ModelTarget, startedAt: 
       const cache = await lookupResponse(c, target.model.id, promptTokenIds, sampling);
       if (cache.hit) return { kind: 'node', node: cache.hit, replayed: true };
       try {
+        // The org as the node sees it: opaque ids under the pool's secret (tenant-ids.ts).
+        const ids = await nodeTenantIds(backend.pool, c.var.apiKey.orgId);
         // Cache-aware routing (routing/): the node most likely to hold this prompt's prefix first.
         const node = await openRoutedGeneration(c.env, {
           pool: backend.pool,
           nodeUrls: urls,
-          req: { version: PROTOCOL_VERSION, request_id: requestId, model: target.model.nodeModel, prompt_token_ids: promptTokenIds, sampling, cache_salt: c.var.apiKey.orgId },
+          req: {
+            version: PROTOCOL_VERSION,
+            request_id: requestId,
+            model: target.model.nodeModel,
+            prompt_token_ids: promptTokenIds,
+            sampling,
+            cache_salt: ids.cacheSalt,
+            tenant: ids.tenant,
+            // Only this edge holds it, so only this edge can cancel the generation.
+            cancel_key: crypto.randomUUID(),
+          },
           // A client that leaves while we connect aborts the connect too.
           signal: c.req.raw.signal,
           waitUntil: (p) => c.executionCtx.waitUntil(p),
@@ -206,7 +218,7 @@ function nodeGeneration(s: Served, created: number, node: NodeGeneration, replay
         node.close();
         if (replayed) return;
         // The node also stops when its connection closes; the explicit cancel just frees it sooner.
-        await cancelGeneration(node.nodeUrl, s.requestId).catch((err: unknown) => {
+        await cancelGeneration(node.nodeUrl, s.requestId, node.cancelKey).catch((err: unknown) => {
           console.warn(`cancel ${s.requestId} on ${node.nodeUrl} failed: ${String(err)}`);
         });
       })();

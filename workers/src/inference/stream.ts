@@ -23,6 +23,9 @@ export interface ChunkFormatter {
   error?(message: string): unknown[];
 }
 
+/** Why a generation that ended with finish_reason "cancelled" on the node is reported as an error. */
+const CANCELLED_ON_NODE = 'the generation was cancelled on the GPU node before it finished; the output is incomplete';
+
 const encoder = new TextEncoder();
 const sse = (data: unknown) => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
 /** A named event: its `type` is the SSE event name, as Anthropic and the Responses API send them. */
@@ -69,6 +72,13 @@ export function sseResponse(c: Context<AppEnv>, gen: Generation, fmt: ChunkForma
               const chunks = fmt.text(ev.text, ev.logprobs, ev.index);
               for (const chunk of chunks) controller.enqueue(frame(chunk));
               if (chunks.length > 0) return;
+            } else if (ev.type === 'finish' && ev.finish_reason === 'cancelled') {
+              // Stopped on the node before it finished: the answer is incomplete, so the client gets an
+              // error event, never a finish_reason. Billed like a disconnect: the tokens it was sent.
+              failStream(controller, fmt, CANCELLED_ON_NODE);
+              ended = true;
+              record(meter.finish('cancelled', 'cancelled'));
+              return;
             } else if (ev.type === 'finish') {
               for (const chunk of fmt.finish(ev.finish_reasons ?? [ev.finish_reason], ev.usage)) controller.enqueue(frame(chunk));
               if (!fmt.named) controller.enqueue(sse('[DONE]'));
@@ -145,6 +155,9 @@ export async function collect(c: Context<AppEnv>, gen: Generation): Promise<Coll
         const ch = choice(ev.index ?? 0);
         ch.text += ev.text;
         if (ev.logprobs) (ch.logprobs ??= []).push(...ev.logprobs);
+      } else if (ev.type === 'finish' && ev.finish_reason === 'cancelled') {
+        c.executionCtx.waitUntil(meter.finish('cancelled', 'cancelled'));
+        throw new UpstreamError(CANCELLED_ON_NODE);
       } else if (ev.type === 'finish') {
         c.executionCtx.waitUntil(meter.finish('completed', ev.finish_reason, ev.usage));
         const reasons = ev.finish_reasons ?? [ev.finish_reason];

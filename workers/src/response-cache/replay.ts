@@ -22,6 +22,7 @@ export function replayGeneration(requestId: string, entry: CachedResponse): Node
   let closed = false;
   return {
     nodeUrl: REPLAY_NODE,
+    cancelKey: undefined,
     events: { next: async () => (closed ? undefined : events.shift()) },
     close: () => {
       closed = true;
