@@ -178,9 +178,9 @@ describe('k2node serve', () => {
       expect(res.status, JSON.stringify(over)).toBe(400);
       expect(body.error, JSON.stringify(over)).toMatchObject({ code: 'invalid_request', param });
     }
-    const extra = await post('/v1/generate', { ...request(), tenant: 'x' });
+    const extra = await post('/v1/generate', { ...request(), guided_json: {} });
     expect(extra.status).toBe(400);
-    expect(((await extra.json()) as NodeErrorBody).error.param).toBe('tenant');
+    expect(((await extra.json()) as NodeErrorBody).error.param).toBe('guided_json');
     await expectDrained();
   });
 
