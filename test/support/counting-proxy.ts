@@ -7,7 +7,7 @@
  *   GET {url}/proxy-hits   → { "GET /v1/load": n, … } since the proxy started
  */
 import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLocal } from './local-server.ts';
 
 export interface CountingProxy {
   url: string;
@@ -33,14 +33,5 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     res.on('close', () => upstream.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((ok) => {
-        server.closeAllConnections();
-        server.close(() => ok());
-      }),
-  };
+  return listenLocal(server);
 }

@@ -10,8 +10,8 @@
  *   GET {url}/generate-attempts   → { attempts }: how many generate connections it dropped so far
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { NodeLoad } from '../../shared/protocol.ts';
+import { listenLocal } from './local-server.ts';
 
 export interface CrashedNode {
   url: string;
@@ -42,14 +42,5 @@ export async function startCrashedNode(liveLoad: () => Promise<NodeLoad>): Promi
     }
     res.writeHead(404).end();
   });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((ok) => {
-        server.closeAllConnections();
-        server.close(() => ok());
-      }),
-  };
+  return listenLocal(server);
 }

@@ -10,8 +10,8 @@
  *   GET  /requests               every recorded request: {method, path, authorization, form}
  */
 import { createServer, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { REFUSED_STRIPE_KEY } from './stripe-test-keys.ts';
+import { listenLocal } from './local-server.ts';
 
 export interface FakeStripe {
   url: string;
@@ -97,15 +97,5 @@ export async function startFakeStripe(): Promise<FakeStripe> {
       url: `https://checkout.stripe.com/c/pay/${id}`,
     });
   });
-  server.listen(0, '127.0.0.1');
-  await new Promise((ok) => server.once('listening', ok));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((ok) => {
-        server.closeAllConnections();
-        server.close(() => ok());
-      }),
-  };
+  return listenLocal(server);
 }

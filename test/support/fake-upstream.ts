@@ -16,7 +16,7 @@
  * GET {url}/requests/{tag} → the JSON bodies this tag received, in order (plus `_authorization`).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLocal } from './local-server.ts';
 
 export interface FakeUpstream {
   url: string;
@@ -113,15 +113,5 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       answer(res, body, USAGE_DIALECTS[scenario] ?? FAKE_ANSWER.usage, afterTool);
     }
   });
-  server.listen(0, '127.0.0.1');
-  await new Promise((ok) => server.once('listening', ok));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((ok) => {
-        server.closeAllConnections();
-        server.close(() => ok());
-      }),
-  };
+  return listenLocal(server);
 }

@@ -4,9 +4,9 @@
  * edge's signature covers method, path and body, never the host, so forwarded requests verify.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import type { GenerateRequest } from '../../shared/protocol.ts';
+import { listenLocal } from './local-server.ts';
 
 export interface RecordingProxy {
   url: string;
@@ -42,15 +42,5 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
   const server = createServer((req, res) => {
     forward(req, res).catch(() => res.destroy());
   });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    url,
-    generated,
-    stop: () =>
-      new Promise<void>((ok) => {
-        server.closeAllConnections();
-        server.close(() => ok());
-      }),
-  };
+  return { ...(await listenLocal(server)), generated };
 }
