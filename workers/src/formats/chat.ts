@@ -13,25 +13,29 @@ function finishReason(reason: FinishReason, madeToolCalls: boolean): OpenAIFinis
   return madeToolCalls ? 'tool_calls' : 'stop';
 }
 
+/** The reasoning text's tokens (K2's think section), re-encoded: what `reasoning_tokens` reports. */
+const reasoningTokens = (gen: Generation, texts: string[]) => texts.reduce((n, t) => n + (t ? gen.tokenizer.encode(t).length : 0), 0);
+
 export function chatCompletion(gen: Generation, out: Collected) {
+  const parsed = out.choices.map((choice) => parseOutput(choice.text));
   return {
     id: `chatcmpl-${gen.requestId}`,
     object: 'chat.completion' as const,
     created: gen.created,
     model: gen.model.id,
     choices: out.choices.map((choice, index) => {
-      const parsed = parseOutput(choice.text);
-      const message: Record<string, unknown> = { role: 'assistant', content: parsed.content };
-      if (parsed.reasoning_content !== null) message.reasoning_content = parsed.reasoning_content;
-      if (parsed.tool_calls.length > 0) message.tool_calls = parsed.tool_calls;
+      const { content, reasoning_content, tool_calls } = parsed[index];
+      const message: Record<string, unknown> = { role: 'assistant', content };
+      if (reasoning_content !== null) message.reasoning_content = reasoning_content;
+      if (tool_calls.length > 0) message.tool_calls = tool_calls;
       return {
         index,
         message,
         logprobs: choice.logprobs ? chatLogprobs(gen.tokenizer, choice.logprobs) : null,
-        finish_reason: finishReason(choice.finishReason, parsed.tool_calls.length > 0),
+        finish_reason: finishReason(choice.finishReason, tool_calls.length > 0),
       };
     }),
-    usage: openAIUsage(out.usage),
+    usage: openAIUsage(out.usage, { price: gen.meter.info.price, reasoningTokens: reasoningTokens(gen, parsed.map((p) => p.reasoning_content ?? '')) }),
   };
 }
 
@@ -41,7 +45,7 @@ export function chatCompletion(gen: Generation, out: Collected) {
  * text back while it could still be a marker; the entries then wait, at the latest for the finish chunk).
  */
 export function chatChunks(gen: Generation, includeUsage: boolean, n = 1): ChunkFormatter {
-  const choices = Array.from({ length: n }, () => ({ parser: new OutputParser(), madeToolCalls: false, pending: [] as TokenLogprob[] }));
+  const choices = Array.from({ length: n }, () => ({ parser: new OutputParser(), madeToolCalls: false, pending: [] as TokenLogprob[], reasoning: '' }));
   const chunk = (index: number, delta: Record<string, unknown>, finish: OpenAIFinish | null = null) => {
     const c = choices[index];
     const logprobs = c.pending.length > 0 ? { content: chatLogprobContent(gen.tokenizer, c.pending), refusal: null } : null;
@@ -62,6 +66,7 @@ export function chatChunks(gen: Generation, includeUsage: boolean, n = 1): Chunk
         case 'content':
           return chunk(index, { content: d.text });
         case 'reasoning':
+          choices[index].reasoning += d.text;
           return chunk(index, { reasoning_content: d.text });
         case 'tool_call_start':
           choices[index].madeToolCalls = true;
@@ -78,7 +83,7 @@ export function chatChunks(gen: Generation, includeUsage: boolean, n = 1): Chunk
     },
     finish(reasons: FinishReason[], usage: Usage) {
       const last: unknown[] = choices.flatMap((c, i) => [...deltas(i, c.parser.finish()), chunk(i, {}, finishReason(reasons[i] ?? reasons[0], c.madeToolCalls))]);
-      if (includeUsage) last.push({ ...chunk(0, {}), choices: [], usage: openAIUsage(usage) });
+      if (includeUsage) last.push({ ...chunk(0, {}), choices: [], usage: openAIUsage(usage, { price: gen.meter.info.price, reasoningTokens: reasoningTokens(gen, choices.map((c) => c.reasoning)) }) });
       return last;
     },
   };

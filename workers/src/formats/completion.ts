@@ -19,7 +19,7 @@ export function textCompletion(gen: Generation, out: Collected) {
       logprobs: c.logprobs ? completionLogprobs(gen.tokenizer, c.logprobs) : null,
       finish_reason: openAIFinish(c.finishReason),
     })),
-    usage: openAIUsage(out.usage),
+    usage: openAIUsage(out.usage, { price: gen.meter.info.price }),
   };
 }
 
@@ -49,7 +49,7 @@ export function completionChunks(gen: Generation, includeUsage: boolean, n = 1):
     },
     finish(reasons: FinishReason[], usage: Usage) {
       const last: unknown[] = choices.map((_, i) => chunk(i, '', openAIFinish(reasons[i] ?? reasons[0])));
-      if (includeUsage) last.push({ ...chunk(0, ''), choices: [], usage: openAIUsage(usage) });
+      if (includeUsage) last.push({ ...chunk(0, ''), choices: [], usage: openAIUsage(usage, { price: gen.meter.info.price }) });
       return last;
     },
   };

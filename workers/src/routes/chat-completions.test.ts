@@ -12,6 +12,8 @@ interface OpenAIUsageBody {
   completion_tokens: number;
   total_tokens: number;
   prompt_tokens_details: { cached_tokens: number };
+  completion_tokens_details?: { reasoning_tokens: number };
+  cost?: number;
 }
 
 /** Parses an SSE body into its data payloads ("[DONE]" kept as a string). */
@@ -53,6 +55,9 @@ async function expectBilled(requestId: string, usage: OpenAIUsageBody) {
   expect(expected).toBeGreaterThan(0);
   expect(event.costMicros).toBe(expected);
   expect(debit).toMatchObject({ amountMicros: -expected, kind: 'usage', orgId: event.orgId });
+  // usage.cost (OpenRouter's convention): the row's cost, in dollars, from the same integer computation.
+  expect(usage.cost).toBe(expected / 1_000_000);
+  expect(usage.completion_tokens_details?.reasoning_tokens).toBeGreaterThanOrEqual(0);
 }
 
 describe('POST /v1/chat/completions', () => {

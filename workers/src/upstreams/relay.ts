@@ -59,7 +59,7 @@ export function relayJson(c: Context<AppEnv>, rc: RelayContext, body: Record<str
   const choices = Array.isArray(body.choices) ? (body.choices as Record<string, unknown>[]) : [];
   const usage = billed(rc, mapUpstreamUsage(body.usage), choices.map(generatedText).join(''), body.usage);
   c.executionCtx.waitUntil(rc.meter.finish('completed', meterReason(choices[0]?.finish_reason), usage));
-  return { ...body, id: rc.id, created: rc.created, model: rc.model, usage: clientUsage(openAIUsage(usage), body.usage) };
+  return { ...body, id: rc.id, created: rc.created, model: rc.model, usage: clientUsage(openAIUsage(usage, { price: rc.meter.info.price }), body.usage) };
 }
 
 /**
@@ -129,7 +129,7 @@ export function relayStream(c: Context<AppEnv>, rc: RelayContext, up: UpstreamSt
       record(meter.finish('completed', meterReason(finishReason), usage));
       return;
     }
-    if (includeUsage) controller.enqueue(sse({ id: rc.id, object: rc.chunkObject, created: rc.created, model: rc.model, choices: [], usage: clientUsage(openAIUsage(usage), upstreamRawUsage) }));
+    if (includeUsage) controller.enqueue(sse({ id: rc.id, object: rc.chunkObject, created: rc.created, model: rc.model, choices: [], usage: clientUsage(openAIUsage(usage, { price: rc.meter.info.price }), upstreamRawUsage) }));
     controller.enqueue(sse('[DONE]'));
     controller.close();
     record(meter.finish('completed', meterReason(finishReason), usage));
