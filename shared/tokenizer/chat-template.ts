@@ -68,6 +68,20 @@ export interface RenderOptions {
   thinking?: boolean;
   /** Inserted when messages[0] is not a system message; null inserts nothing. */
   defaultSystemPrompt?: string | null;
+  /**
+   * The last message is an assistant turn the model goes on writing (Moonshot's partial mode, vLLM's
+   * continue_final_message): its end marker and the generation prompt are left out.
+   */
+  continueFinalMessage?: boolean;
+}
+
+/**
+ * Whether a chat request asks the model to continue its last message: that message is the
+ * assistant's and is marked `partial: true`, or the request says `continue_final_message: true`.
+ */
+export function continuesFinalMessage(messages: readonly ChatMessage[], continueFinalMessage?: boolean | null): boolean {
+  const last = messages.at(-1) as (ChatMessage & { partial?: unknown }) | undefined;
+  return last?.role === 'assistant' && (last.partial === true || continueFinalMessage === true);
 }
 
 /** A rendered prompt as pieces: special markers (by content) and plain text. */
@@ -82,7 +96,8 @@ export function contentText(content: ChatContent): string {
 }
 
 export function renderChatSegments(messages: readonly ChatMessage[], options: RenderOptions = {}): PromptSegment[] {
-  const { tools, addGenerationPrompt = true, thinking = false, defaultSystemPrompt = K2_DEFAULT_SYSTEM_PROMPT } = options;
+  const { tools, addGenerationPrompt = true, thinking = false, defaultSystemPrompt = K2_DEFAULT_SYSTEM_PROMPT, continueFinalMessage = false } = options;
+  if (continueFinalMessage && messages.at(-1)?.role !== 'assistant') throw new Error('continueFinalMessage needs an assistant message last');
   const out: PromptSegment[] = [];
   const special = (content: string) => out.push({ special: content });
   const text = (value: string) => {
@@ -149,10 +164,10 @@ export function renderChatSegments(messages: readonly ChatMessage[], options: Re
         }
         break;
     }
-    special(IM_END);
+    if (!(continueFinalMessage && i === messages.length - 1)) special(IM_END);
   });
 
-  if (addGenerationPrompt) turn(IM_ASSISTANT, 'assistant');
+  if (addGenerationPrompt && !continueFinalMessage) turn(IM_ASSISTANT, 'assistant');
   return out;
 }
 

@@ -4,7 +4,7 @@ export type { SpecialToken, SplitPattern, TokenizerSpec, EncodeOptions, DecodeOp
 export * from './k2-specials.ts';
 export { k2TinyTokenizer, k2TinyTokenizerSpec, k2TinyTokenizerFiles, k2TinySpecialTokens, tokenizerConfigFor, CL100K_PATTERN, K2_TINY_FIRST_SPECIAL_ID, K2_TINY_VOCAB_SIZE } from './k2-tiny.ts';
 export type { TokenizerFiles, TokenizerConfigJson, AddedToken } from './k2-tiny.ts';
-export { renderChat, renderChatSegments, renderChatText, chatStopTokenIds, contentText, K2_DEFAULT_SYSTEM_PROMPT } from './chat-template.ts';
+export { renderChat, renderChatSegments, renderChatText, chatStopTokenIds, contentText, K2_DEFAULT_SYSTEM_PROMPT, continuesFinalMessage } from './chat-template.ts';
 export type { ChatMessage, ChatTool, ChatToolCall, ChatContent, RenderOptions, PromptSegment } from './chat-template.ts';
 export { OutputParser, OutputAccumulator, OUTPUT_MARKERS, parseOutput, toolNameFromId, openAIChunkDelta } from './output-parser.ts';
 export type { OutputDelta, ParsedOutput, ParsedToolCall, ParserOptions, OpenAIChunkDelta } from './output-parser.ts';

@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { k2TinyTokenizer, renderChat } from '../../../shared/tokenizer/index.ts';
+import { continuesFinalMessage, k2TinyTokenizer, renderChat } from '../../../shared/tokenizer/index.ts';
 import { database, getModel } from '../db/queries.ts';
 import type { AppEnv } from '../env.ts';
 import { ModelNotFoundError, UpstreamUnavailableError } from '../errors.ts';
@@ -26,6 +26,6 @@ export const tokenCount = new Hono<AppEnv>().post('/', requireScope('chat'), jso
     if (!(err instanceof UpstreamUnavailableError)) throw err;
   }
   const tokenizer = bundled?.tokenizer ?? k2TinyTokenizer();
-  const ids = renderChat(tokenizer, body.messages, { tools: body.tools, thinking: bundled?.thinking ?? false });
+  const ids = renderChat(tokenizer, body.messages, { tools: body.tools, thinking: bundled?.thinking ?? false, continueFinalMessage: continuesFinalMessage(body.messages) });
   return c.json({ data: { total_tokens: ids.length, estimated: bundled === null } });
 });

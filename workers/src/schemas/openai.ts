@@ -100,6 +100,8 @@ export const chatCompletionRequest = z
       .union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string().min(1) }).loose() }).loose()])
       .optional(),
     parallel_tool_calls: z.boolean().nullish(),
+    /** vLLM's spelling of partial mode: continue the last (assistant) message. */
+    continue_final_message: z.boolean().nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),
     response_format: responseFormat.nullish(),

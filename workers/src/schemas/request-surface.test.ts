@@ -6,7 +6,7 @@
  * the table forgets fails the first test.
  */
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { k2TinyTokenizer } from '../../../shared/tokenizer/index.ts';
+import { k2TinyTokenizer, renderChat, type ChatMessage } from '../../../shared/tokenizer/index.ts';
 import { adminFetch, api, createTenant, useTestNode, type Tenant } from '../../test/fixtures.ts';
 import { CHAT_POOL_FIELDS, COMPLETION_POOL_FIELDS } from './request-surface.ts';
 
@@ -130,10 +130,26 @@ describe('served by our node pool: honoured or refused naming the field', () => 
     expect(res.status, await res.clone().text()).toBe(200);
   });
 
-  it('message-level fields: partial mode is refused naming the message field', async () => {
-    const res = await api('/chat/completions', tenant.key, { ...chatBase, messages: partialMessages });
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: { param: string } }).error.param).toBe('messages.1.partial');
+  it('partial mode: the last assistant message is continued (partial: true or continue_final_message), never answered after', async () => {
+    const usageOf = async (body: Record<string, unknown>) => {
+      const res = await api('/chat/completions', tenant.key, { ...chatBase, ...body });
+      expect(res.status, await res.clone().text()).toBe(200);
+      return ((await res.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
+    };
+    const tokenizer = k2TinyTokenizer();
+    const open = renderChat(tokenizer, partialMessages as ChatMessage[], { continueFinalMessage: true });
+    // The open turn: no end marker after "Hi" and no new assistant header.
+    expect(open.length).toBeLessThan(renderChat(tokenizer, partialMessages as ChatMessage[]).length);
+    expect(await usageOf({ messages: partialMessages })).toBe(open.length);
+    const plain = partialMessages.map(({ role, content }) => ({ role, content }));
+    expect(await usageOf({ messages: plain, continue_final_message: true })).toBe(open.length);
+    const refusedParam = async (body: Record<string, unknown>) => {
+      const res = await api('/chat/completions', tenant.key, { ...chatBase, ...body });
+      expect(res.status).toBe(400);
+      return ((await res.json()) as { error: { param: string } }).error.param;
+    };
+    expect(await refusedParam({ messages: [{ role: 'user', content: 'Say hi.', partial: true }, { role: 'assistant', content: 'Hi' }] })).toBe('messages.0.partial');
+    expect(await refusedParam({ messages, continue_final_message: true })).toBe('continue_final_message');
   });
 
   it('a pool backend refuses the same way', async () => {

@@ -57,6 +57,9 @@ export const CHAT_POOL_FIELDS: Record<string, PoolRule> = {
   // tool-call markers, the allowed names and each function's argument schema (shared/tool-choice.ts).
   tool_choice: 'honoured',
   parallel_tool_calls: 'honoured',
+  // The edge renders the last assistant message open, so the model goes on writing it.
+  continue_final_message: (v, body) =>
+    v === false || (body.messages as { role?: unknown }[]).at(-1)?.role === 'assistant' ? null : 'continue_final_message needs an assistant message last',
   // The node reports the model's log-probabilities per output token (shared/openai-logprobs.ts shapes).
   logprobs: 'honoured',
   top_logprobs: (v, body) => (v === 0 || body.logprobs === true ? null : 'top_logprobs needs logprobs: true'),
@@ -135,9 +138,9 @@ export function refuseWhatThePoolCannotHonour(endpoint: 'chat.completions' | 'co
     const known = MESSAGE_KEYS[m.role];
     for (const [key, value] of Object.entries(m)) {
       if (value === undefined || value === null || known.includes(key)) continue;
-      if (key === 'partial' && value === false) continue;
+      if (key === 'partial' && (value === false || (m.role === 'assistant' && i === chat.messages.length - 1))) continue;
       const param = `messages.${i}.${key}`;
-      throw unsupported(key === 'partial' ? `${param}: partial mode is not supported by this model's serving nodes` : `'${param}' is not a message field this model's serving nodes understand; remove it`, param);
+      throw unsupported(key === 'partial' ? `${param}: partial mode continues the last message, which must be the assistant's` : `'${param}' is not a message field this model's serving nodes understand; remove it`, param);
     }
     if (Array.isArray(m.content)) {
       m.content.forEach((part, j) => {

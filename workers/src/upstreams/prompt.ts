@@ -6,7 +6,7 @@
  * models, the very reason upstream engines exist) is counted with k2-tiny's cl100k ranks: close
  * enough to reserve credit and to estimate usage an upstream omits (such a usage row is marked estimated).
  */
-import { k2TinyTokenizer, renderChat } from '../../../shared/tokenizer/index.ts';
+import { continuesFinalMessage, k2TinyTokenizer, renderChat } from '../../../shared/tokenizer/index.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import type { ApiFormat } from '../formats/api-format.ts';
 import type { ModelTarget } from '../inference/generation.ts';
@@ -48,7 +48,8 @@ export function countPrompt(target: Pick<ModelTarget, 'model' | 'backends'>, req
   let requested: number | null;
   if (req.endpoint === 'chat.completions') {
     const tools = req.body.tool_choice === 'none' ? undefined : req.body.tools;
-    promptTokenIds = renderChat(tokenizer, req.body.messages, { tools, thinking: bundled?.thinking ?? false });
+    const continueFinalMessage = continuesFinalMessage(req.body.messages, req.body.continue_final_message);
+    promptTokenIds = renderChat(tokenizer, req.body.messages, { tools, thinking: bundled?.thinking ?? false, continueFinalMessage });
     requested = req.body.max_completion_tokens ?? req.body.max_tokens ?? null;
   } else {
     const prompt = typeof req.body.prompt === 'string' ? req.body.prompt : req.body.prompt[0];
