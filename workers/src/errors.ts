@@ -89,8 +89,8 @@ export class InsufficientCreditError extends ApiError {
 
 /** A Stripe route on a deployment without its Stripe secret (`wrangler secret put <name>`). */
 export class StripeNotConfiguredError extends ApiError {
-  constructor(secret: 'STRIPE_SECRET_KEY' | 'STRIPE_WEBHOOK_SECRET') {
-    super(501, `Paid top-ups are not enabled on this deployment: the Worker secret ${secret} is not set. Ask the operator to add credit instead.`, {
+  constructor(missing: 'STRIPE_SECRET_KEY' | 'STRIPE_WEBHOOK_SECRET') {
+    super(501, `Paid top-ups are not enabled on this deployment: the Worker secret ${missing} is not set. Ask the operator to add credit instead.`, {
       type: 'server_error',
       code: 'stripe_not_configured',
     });

@@ -88,8 +88,9 @@ const invalidField: fc.Arbitrary<[string, unknown]> = fc.oneof(
   fc.tuple(fc.constant('stop'), fc.oneof(fc.constant(''), fc.array(fc.string({ minLength: 1 }), { minLength: 5, maxLength: 8 }), fc.integer(), fc.constant(['']))),
   fc.tuple(fc.constant('stream'), fc.oneof(fc.string(), fc.integer(), fc.constant({}))),
   fc.tuple(fc.constant('stream_options'), fc.oneof(fc.string(), fc.constant([]), fc.record({ include_usage: fc.oneof(fc.string(), fc.integer()) }))),
-  fc.tuple(fc.constant('n'), fc.integer({ min: 2 })),
-  fc.tuple(fc.constant('logprobs'), fc.constant(true)),
+  fc.tuple(fc.constant('n'), fc.oneof(fc.integer({ min: 9 }), fc.integer({ max: 0 }))),
+  fc.tuple(fc.constant('logprobs'), fc.oneof(fc.string(), fc.integer())),
+  fc.tuple(fc.constant('top_logprobs'), fc.oneof(fc.integer({ min: 21 }), fc.integer({ max: -1 }))),
   fc.tuple(fc.constant('tools'), fc.oneof(fc.constant([{ type: 'function' }]), fc.constant([{ type: 'function', function: { name: '' } }]), fc.string())),
   fc.tuple(fc.constant('tool_choice'), fc.oneof(fc.constant('sometimes'), fc.integer())),
 );
