@@ -8,6 +8,8 @@ declare module 'vitest' {
     crashedNodeUrl: string;
     /** test/support/counting-proxy.ts: the live node behind a proxy; GET {url}/proxy-hits counts what it forwarded. */
     countingNodeUrl: string;
+    /** test/support/failing-node.ts: the live node, every generation ending in an engine error after a few tokens. */
+    failingNodeUrl: string;
     /** test/support/fake-upstream.ts: OpenAI-compatible faults on demand. */
     fakeUpstreamUrl: string;
     /** test/support/fake-stripe.ts: api.stripe.com's checkout endpoint, for the Worker's Stripe SDK. */
