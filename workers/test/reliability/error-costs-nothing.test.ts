@@ -52,6 +52,18 @@ describe('an answer the client receives as an error', () => {
     expect(books.object_micros).toBe(CREDIT);
   }, 30_000);
 
+  it('the same on the Messages API: its 500 api_error (Anthropic\'s status for a failed generation), charged 0', async () => {
+    const before = (await expectReconciled(tenant.orgId)).ledger_micros;
+    const res = await api('/messages', tenant.key, { model: 'k2-tiny', max_tokens: 200, messages: [{ role: 'user', content: 'Write a long poem about the sea.' }] });
+    const body = (await res.json()) as { type: string; error: { type: string } };
+    expect(res.status, JSON.stringify(body)).toBe(500);
+    expect(body).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+    const row = await usageRow(res.headers.get('x-request-id')!);
+    expect(row).toMatchObject({ status: 'failed', endpoint: 'messages', costMicros: 0 });
+    expect(row.completionTokens).toBeGreaterThan(0);
+    expect((await expectReconciled(tenant.orgId)).ledger_micros).toBe(before);
+  }, 30_000);
+
   it('a stream whose node fails mid-generation is billed the tokens it delivered before its error event', async () => {
     const before = (await expectReconciled(tenant.orgId)).ledger_micros;
     const res = await api('/chat/completions', tenant.key, { ...chatBody, stream: true });
