@@ -1,12 +1,13 @@
 /**
- * A real GPU node whose engine fails in the middle of every generation: an HTTP proxy that forwards
- * every request to the live node unchanged (signatures still verify), and for `POST /v1/generate`
- * passes the start event and the first `tokenEvents` token events through, then ends the body with
- * the error event the node sends when an engine step fails (its usage counting the tokens sent), and
- * drops the connection to the live node, which stops that generation.
+ * A real GPU node whose generations all end early: an HTTP proxy that forwards every request to the
+ * live node unchanged (signatures still verify), and for `POST /v1/generate` passes the start event
+ * and the first `tokenEvents` token events through, then ends the body as the node ends a generation
+ * that stops early — `ending` 'error': the error event of a failed engine step; 'cancelled': the
+ * finish event of a generation cancelled on the node — with usage counting the tokens sent, and drops
+ * the connection to the live node, which stops that generation.
  *
  *   {url}/…                any node route, forwarded
- *   POST {url}/v1/generate start, tokenEvents token events, then `{"type":"error",…}`
+ *   POST {url}/v1/generate start, tokenEvents token events, then the ending event
  */
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,7 +18,7 @@ export interface FailingNode {
   stop(): Promise<void>;
 }
 
-export async function startFailingNode(target: string, tokenEvents = 3): Promise<FailingNode> {
+export async function startFailingNode(target: string, ending: 'error' | 'cancelled' = 'error', tokenEvents = 3): Promise<FailingNode> {
   const to = new URL(target);
   const server = createServer((req, res) => {
     const generate = req.method === 'POST' && req.url === '/v1/generate';
@@ -49,8 +50,11 @@ export async function startFailingNode(target: string, tokenEvents = 3): Promise
           res.write(line);
           if (tokens >= tokenEvents) {
             failed = true;
-            const error: NodeEvent = { type: 'error', code: 'internal_error', message: 'engine step failed: injected by test/support/failing-node.ts', usage };
-            res.end(`${JSON.stringify(error)}\n`);
+            const last: NodeEvent =
+              ending === 'error'
+                ? { type: 'error', code: 'internal_error', message: 'engine step failed: injected by test/support/failing-node.ts', usage }
+                : { type: 'finish', finish_reason: 'cancelled', usage };
+            res.end(`${JSON.stringify(last)}\n`);
             upstream.destroy();
           }
         }

@@ -10,6 +10,8 @@ declare module 'vitest' {
     countingNodeUrl: string;
     /** test/support/failing-node.ts: the live node, every generation ending in an engine error after a few tokens. */
     failingNodeUrl: string;
+    /** test/support/failing-node.ts: the live node, every generation ending as cancelled on the node after a few tokens. */
+    cancellingNodeUrl: string;
     /** test/support/fake-upstream.ts: OpenAI-compatible faults on demand. */
     fakeUpstreamUrl: string;
     /** test/support/fake-stripe.ts: api.stripe.com's checkout endpoint, for the Worker's Stripe SDK. */

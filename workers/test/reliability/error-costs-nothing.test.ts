@@ -1,7 +1,8 @@
 /**
  * A response the client receives as an error costs nothing. The k2-tiny pool here is one real node
  * behind test/support/failing-node.ts, whose engine fails every generation after a few tokens (the
- * node's error event): a non-streamed request then ends in a 502, and its usage row records the tokens the node
+ * node's error event; or, for one test, whose generations are cancelled on the node after a few
+ * tokens): a non-streamed request then ends in an error, and its usage row records the tokens the node
  * produced (for observability) with a charge of 0 and the whole reservation released. A stream is
  * still billed the tokens it delivered before its error event.
  */
@@ -62,6 +63,25 @@ describe('an answer the client receives as an error', () => {
     expect(row).toMatchObject({ status: 'failed', endpoint: 'messages', costMicros: 0 });
     expect(row.completionTokens).toBeGreaterThan(0);
     expect((await expectReconciled(tenant.orgId)).ledger_micros).toBe(before);
+  }, 30_000);
+
+  it('a non-streamed request cancelled on the node mid-generation: an error, charged 0', async () => {
+    const before = (await expectReconciled(tenant.orgId)).ledger_micros;
+    await adminFetch('/nodes', { pool: 'k2-tiny', url: inject('failingNodeUrl') }, 'DELETE');
+    await adminFetch('/nodes', { pool: 'k2-tiny', url: inject('cancellingNodeUrl') });
+    try {
+      const res = await api('/chat/completions', tenant.key, chatBody);
+      const body = (await res.json()) as { error: { type: string; code: string } };
+      expect(res.status, JSON.stringify(body)).toBe(502);
+      expect(body.error).toMatchObject({ type: 'server_error', code: 'upstream_error' });
+      const row = await usageRow(res.headers.get('x-request-id')!);
+      expect(row).toMatchObject({ status: 'cancelled', costMicros: 0 });
+      expect(row.completionTokens).toBeGreaterThan(0);
+      expect((await expectReconciled(tenant.orgId)).ledger_micros).toBe(before);
+    } finally {
+      await adminFetch('/nodes', { pool: 'k2-tiny', url: inject('cancellingNodeUrl') }, 'DELETE');
+      await adminFetch('/nodes', { pool: 'k2-tiny', url: inject('failingNodeUrl') });
+    }
   }, 30_000);
 
   it('a stream whose node fails mid-generation is billed the tokens it delivered before its error event', async () => {
