@@ -194,7 +194,7 @@ export type NodeEvent =
       type: 'error';
       code: NodeErrorCode;
       message: string;
-      /** Tokens produced before the failure; the edge bills these and nothing more. */
+      /** Tokens produced before the failure: recorded on the edge's usage row (a stream is billed what it was sent; a non-streamed answer that failed, nothing). */
       usage: Usage;
     };
 

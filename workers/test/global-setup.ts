@@ -6,11 +6,12 @@ import type { TestProject } from 'vitest/node';
 import type {} from './provided-context.d.ts';
 import { startCountingProxy } from '../../test/support/counting-proxy.ts';
 import { startCrashedNode } from '../../test/support/crashed-node.ts';
+import { startFailingNode } from '../../test/support/failing-node.ts';
 import { startFakeStripe } from '../../test/support/fake-stripe.ts';
 import { startFakeUpstream } from '../../test/support/fake-upstream.ts';
 import { startTestNode, WORKERS_TEST_NODE_API_KEY, WORKERS_TEST_NODE_SECRET } from '../../test/support/test-node.ts';
 
-// ProvidedContext (nodeUrl, crashedNodeUrl, countingNodeUrl, fakeUpstreamUrl, fakeStripeUrl) is declared in provided-context.d.ts, which both sides see.
+// ProvidedContext (nodeUrl, crashedNodeUrl, countingNodeUrl, failingNodeUrl, cancellingNodeUrl, fakeUpstreamUrl, fakeStripeUrl) is declared in provided-context.d.ts, which both sides see.
 
 export default async function setup(project: TestProject) {
   const node = await startTestNode({ secret: WORKERS_TEST_NODE_SECRET, apiKey: WORKERS_TEST_NODE_API_KEY });
@@ -21,6 +22,12 @@ export default async function setup(project: TestProject) {
   // The same live node under a second URL that counts the calls it forwards (the edge's load polls).
   const counting = await startCountingProxy(node.url);
   project.provide('countingNodeUrl', counting.url);
+  // The same live node, its engine failing mid-generation: an error event after a few tokens.
+  const failing = await startFailingNode(node.url);
+  project.provide('failingNodeUrl', failing.url);
+  // ...and every generation ending as cancelled on the node after a few tokens.
+  const cancelling = await startFailingNode(node.url, 'cancelled');
+  project.provide('cancellingNodeUrl', cancelling.url);
   // A scriptable OpenAI-compatible engine for the upstream failure tests (workers/src/upstreams/).
   const upstream = await startFakeUpstream();
   project.provide('fakeUpstreamUrl', upstream.url);
@@ -28,6 +35,6 @@ export default async function setup(project: TestProject) {
   const stripe = await startFakeStripe();
   project.provide('fakeStripeUrl', stripe.url);
   return async () => {
-    await Promise.all([node.stop(), crashed.stop(), counting.stop(), upstream.stop(), stripe.stop()]);
+    await Promise.all([node.stop(), crashed.stop(), counting.stop(), failing.stop(), cancelling.stop(), upstream.stop(), stripe.stop()]);
   };
 }

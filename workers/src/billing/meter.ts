@@ -17,6 +17,13 @@ import { enqueueUsage, type UsageMessage } from './usage-queue.ts';
 
 export type UsageStatus = 'completed' | 'cancelled' | 'failed';
 
+/**
+ * What a finished request is charged for. `counted`: its tokens (the node's final usage when it
+ * completed, else what the meter counted). `nothing`: the client received an error instead of an
+ * answer, so the charge is 0; the row still records the tokens, for observability.
+ */
+export type Charge = 'counted' | 'nothing';
+
 export interface MeterInfo {
   requestId: string;
   orgId: string;
@@ -82,9 +89,10 @@ export class UsageMeter {
    * Records the request once; later calls return the first call's promise. For a finished request
    * the node's final usage is authoritative; for a cancelled one, only the tokens the client was
    * sent count (the node may have generated a few more that never left the worker).
+   * `charge: 'nothing'` settles at 0 µ$ (the reservation released whole) whatever the tokens were.
    * Resolves to what was handed to the usage queue.
    */
-  finish(status: UsageStatus, finishReason: FinishReason | null, nodeUsage?: Usage): Promise<UsageMessage> {
+  finish(status: UsageStatus, finishReason: FinishReason | null, nodeUsage?: Usage, charge: Charge = 'counted'): Promise<UsageMessage> {
     if (this.recorded) return this.recorded;
     if (nodeUsage && status !== 'cancelled') {
       this.promptTokens = nodeUsage.prompt_tokens;
@@ -92,13 +100,13 @@ export class UsageMeter {
       this.completionTokens = nodeUsage.completion_tokens;
     }
     const tokens = { promptTokens: this.promptTokens, cachedTokens: this.cachedTokens, completionTokens: this.completionTokens };
-    this.recorded = this.record(status, finishReason, tokens);
+    this.recorded = this.record(status, finishReason, tokens, charge);
     return this.recorded;
   }
 
-  private async record(status: UsageStatus, finishReason: FinishReason | null, tokens: TokenCounts): Promise<UsageMessage> {
+  private async record(status: UsageStatus, finishReason: FinishReason | null, tokens: TokenCounts, charge: Charge): Promise<UsageMessage> {
     const { requestId, orgId, keyId, modelId, endpoint, price, startedAt } = this.info;
-    const cost = costMicros(price, tokens);
+    const cost = charge === 'nothing' ? 0 : costMicros(price, tokens);
     const message: UsageMessage = {
       event: {
         requestId,

@@ -142,9 +142,34 @@ export interface Collected {
   usage: Usage;
 }
 
-/** Reads the whole generation (non-streaming requests), recording usage when it ends. */
+/** Why a non-streamed request whose client hung up before the answer was ready ends unanswered. */
+const CLIENT_GONE = 'the client closed the connection before the answer was complete';
+
+/**
+ * Reads the whole generation (non-streaming requests), recording usage when it ends. The client
+ * receives the whole answer or an error: an answer is billed at the node's final usage; an error
+ * (the node failed, or the generation was cancelled on the node) costs nothing, its row keeping the
+ * tokens for observability. A client that hangs up (request.signal aborts) stops the generation on
+ * the node and is billed what was generated up to the cancel, as a stream is billed what it was sent.
+ */
 export async function collect(c: Context<AppEnv>, gen: Generation): Promise<Collected> {
   const { meter, node } = gen;
+  const record = (p: Promise<unknown>) => c.executionCtx.waitUntil(p);
+  const signal = c.req.raw.signal;
+  let gone = false;
+  const hungUp = () => {
+    if (gone) return;
+    gone = true;
+    record(gen.cancel());
+  };
+  signal.addEventListener('abort', hungUp);
+  if (signal.aborted) hungUp();
+  // Records the request as unanswered and returns the error to throw.
+  const unanswered = (status: 'failed' | 'cancelled', message: string, nodeUsage?: Usage): UpstreamError => {
+    if (gone) record(meter.finish('cancelled', 'cancelled'));
+    else record(meter.finish(status, status === 'failed' ? 'error' : 'cancelled', nodeUsage, 'nothing'));
+    return new UpstreamError(gone ? CLIENT_GONE : message);
+  };
   const choices: CollectedChoice[] = [];
   const choice = (i: number) => (choices[i] ??= { text: '', logprobs: undefined, finishReason: 'stop' });
   try {
@@ -156,24 +181,22 @@ export async function collect(c: Context<AppEnv>, gen: Generation): Promise<Coll
         ch.text += ev.text;
         if (ev.logprobs) (ch.logprobs ??= []).push(...ev.logprobs);
       } else if (ev.type === 'finish' && ev.finish_reason === 'cancelled') {
-        c.executionCtx.waitUntil(meter.finish('cancelled', 'cancelled'));
-        throw new UpstreamError(CANCELLED_ON_NODE);
+        throw unanswered('cancelled', CANCELLED_ON_NODE);
       } else if (ev.type === 'finish') {
-        c.executionCtx.waitUntil(meter.finish('completed', ev.finish_reason, ev.usage));
+        record(meter.finish('completed', ev.finish_reason, ev.usage));
         const reasons = ev.finish_reasons ?? [ev.finish_reason];
         // A choice that ended before any token (cancelled while queued) still has its place.
         reasons.forEach((reason, i) => (choice(i).finishReason = reason));
         return { choices, usage: ev.usage };
       } else {
-        c.executionCtx.waitUntil(meter.finish('failed', 'error', ev.usage));
-        throw new UpstreamError(ev.message);
+        throw unanswered('failed', ev.message, ev.usage);
       }
     }
   } catch (err) {
-    c.executionCtx.waitUntil(meter.finish('failed', 'error'));
     if (err instanceof UpstreamError) throw err;
-    throw new UpstreamError(`node stream broke: ${String(err)}`);
+    throw unanswered('failed', `node stream broke: ${String(err)}`);
+  } finally {
+    signal.removeEventListener('abort', hungUp);
   }
-  c.executionCtx.waitUntil(meter.finish('failed', 'error'));
-  throw new UpstreamError('node stream ended without a finish event');
+  throw unanswered('failed', 'node stream ended without a finish event');
 }
