@@ -10,8 +10,8 @@
  *   POST {url}/v1/generate start, tokenEvents token events, then the ending event
  */
 import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { NodeEvent } from '../../shared/protocol.ts';
+import { listenLocal } from './local-server.ts';
 
 export interface FailingNode {
   url: string;
@@ -65,14 +65,5 @@ export async function startFailingNode(target: string, ending: 'error' | 'cancel
     res.on('close', () => upstream.destroy());
     req.pipe(upstream);
   });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((ok) => {
-        server.closeAllConnections();
-        server.close(() => ok());
-      }),
-  };
+  return listenLocal(server);
 }
