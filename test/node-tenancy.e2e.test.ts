@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signNodeRequest } from '../shared/node-auth.ts';
 import { ensureTinyModel, startLocalNode, type LocalNode } from '../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker, type SeededTenant } from '../scripts/local-worker.ts';
+import { SseReader } from '../workers/src/upstreams/sse.ts';
 import { Books } from './support/books.ts';
 import { startRecordingProxy, type RecordingProxy } from './support/recording-proxy.ts';
 
@@ -53,28 +54,6 @@ function chat(org: SeededTenant, body: Record<string, unknown>, signal?: AbortSi
     body: JSON.stringify({ model: 'k2-tiny', temperature: 0, messages: [{ role: 'user', content: 'Tell me a long story about the sea.' }], ...body }),
     signal,
   });
-}
-
-/** SSE `data:` payloads one at a time. */
-function sseReader(res: Response) {
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffered = '';
-  return {
-    async next(): Promise<string | undefined> {
-      for (;;) {
-        const end = buffered.indexOf('\n\n');
-        if (end >= 0) {
-          const event = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          return event.replace(/^data: /, '');
-        }
-        const { value, done } = await reader.read();
-        if (done) return undefined;
-        buffered += decoder.decode(value, { stream: true });
-      }
-    },
-  };
 }
 
 const isContent = (data: string) => data !== '[DONE]' && Boolean((JSON.parse(data) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content);
@@ -128,7 +107,7 @@ describe('the edge → node hop for a shared node', () => {
     const res = await chat(orgA, { max_tokens: 300, stream: true });
     expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
-    const sse = sseReader(res);
+    const sse = new SseReader(res.body!);
     const events: string[] = [];
     let content = 0;
     while (content < 3) {
@@ -164,7 +143,7 @@ describe('the edge → node hop for a shared node', () => {
     // Org A's long generation holds the node's only batch slot.
     const aggressor = new AbortController();
     const busy = await chat(orgA, { max_tokens: 3000, stream: true }, aggressor.signal);
-    const sse = sseReader(busy);
+    const sse = new SseReader(busy.body!);
     while (!isContent((await sse.next())!));
     const t0 = Date.now();
     const victim = await chat(orgB, { max_tokens: 1 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTinyModel, freePort, localCredential, startLocalNode, type LocalNode } from '../../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker, type SeededTenant } from '../../scripts/local-worker.ts';
+import { SseReader } from '../../workers/src/upstreams/sse.ts';
 import { Books } from '../support/books.ts';
 
 const ADMIN_TOKEN = 'reliability-admin-token';
@@ -65,29 +66,6 @@ function completions(body: Record<string, unknown>, signal?: AbortSignal): Promi
   });
 }
 
-/** Reads SSE `data:` payloads one at a time. */
-function sseReader(res: Response) {
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffered = '';
-  return {
-    async next(): Promise<string | undefined> {
-      for (;;) {
-        const end = buffered.indexOf('\n\n');
-        if (end >= 0) {
-          const event = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          return event.replace(/^data: /, '');
-        }
-        const { value, done } = await reader.read();
-        if (done) return undefined;
-        buffered += decoder.decode(value, { stream: true });
-      }
-    },
-    cancel: () => reader.cancel(),
-  };
-}
-
 /** Content chunks carry at least one token each: a lower bound on the tokens the client got. */
 function isContent(data: string): boolean {
   if (data === '[DONE]') return false;
@@ -101,7 +79,7 @@ describe('GPU node faults', () => {
     const res = await chat({ messages: [{ role: 'user', content: 'Tell me a very long story.' }], max_tokens: maxTokens, stream: true });
     expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
-    const sse = sseReader(res);
+    const sse = new SseReader(res.body!);
     const events: string[] = [];
     let content = 0;
     while (content < 3) {
@@ -156,7 +134,7 @@ describe('GPU node faults', () => {
     const res = await completions({ ...body, stream: true }, hangUp.signal);
     expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
-    const sse = sseReader(res);
+    const sse = new SseReader(res.body!);
     let received = '';
     for (let chunks = 0; chunks < readChunks; ) {
       const data = await sse.next();
@@ -200,7 +178,7 @@ describe('effective prices under clock skew', () => {
     const res = await chat({ messages: [{ role: 'user', content: 'A story, please.' }], max_tokens: 250, stream: true });
     expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
-    const sse = sseReader(res);
+    const sse = new SseReader(res.body!);
     expect(await sse.next()).toBeDefined();
     // Then a new price is scheduled (an operator's clock ahead, or a planned change). The request
     // started before this line runs, so it precedes effective_from whatever the machine's load; the

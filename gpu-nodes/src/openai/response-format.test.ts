@@ -1,40 +1,21 @@
-import { serve } from '@hono/node-server';
-import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import type { Engine } from '../engine/engine.ts';
-import { loadEngine } from '../engine/load-engine.ts';
-import { selectKernels } from '../kernels/select.ts';
-import { ensureModel } from '../model/make-model.ts';
-import { loadTokenizer } from '../model/tokenizer.ts';
-import { createApp } from '../server.ts';
+import { type OpenAINode, startOpenAINode } from '../test-support/openai-node.ts';
 
 // response_format on the real engine and HTTP server, through the official openai client. k2-tiny has
 // random weights: left alone it writes noise, so an answer that parses and validates against its
 // schema, every time, is the grammar mask at work.
-const MODEL_DIR = fileURLToPath(new URL('../../../models/k2-tiny', import.meta.url));
-
-let engine: Engine;
-let tokenizer: Tokenizer;
-let close: () => Promise<void>;
+let node: OpenAINode<Engine>;
 let client: OpenAI;
-const API_KEY = 'response-format-test-key';
 
 beforeAll(async () => {
-  ensureModel(MODEL_DIR, 'k2-tiny');
-  const kernels = await selectKernels({ backend: 'reference', log: () => {} });
-  [engine, tokenizer] = await Promise.all([loadEngine(MODEL_DIR, { kernels, kvBlocks: 512, log: () => {} }), loadTokenizer(MODEL_DIR)]);
-  const server = serve({ fetch: createApp(() => engine, () => tokenizer, { auth: { secrets: [], apiKeys: [API_KEY], insecureNoAuth: false } }).fetch, port: 0, hostname: '127.0.0.1' });
-  await new Promise((ok) => server.once('listening', ok));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-  close = () => new Promise<void>((ok) => server.close(() => ok()));
-  client = new OpenAI({ apiKey: API_KEY, baseURL: base, maxRetries: 0 });
+  node = await startOpenAINode({ apiKey: 'response-format-test-key', kvBlocks: 512 });
+  ({ client } = node);
 });
 
-afterAll(() => close?.());
+afterAll(() => node?.stop());
 
 const messages = [{ role: 'user' as const, content: 'Describe a person as JSON.' }];
 

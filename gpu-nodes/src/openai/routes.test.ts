@@ -1,44 +1,26 @@
-import { serve } from '@hono/node-server';
-import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { renderChat } from '../../../shared/tokenizer/index.ts';
-import { EngineThread } from '../engine-thread/engine-client.ts';
-import { ensureModel } from '../model/make-model.ts';
-import { loadTokenizer } from '../model/tokenizer.ts';
-import { createApp } from '../server.ts';
+import type { EngineThread } from '../engine-thread/engine-client.ts';
+import { type OpenAINode, startOpenAINode } from '../test-support/openai-node.ts';
 
 // The real engine on k2-tiny, on its own thread as `k2node serve` runs it, behind the real HTTP
 // server, driven by the official openai client.
-const MODEL_DIR = fileURLToPath(new URL('../../../models/k2-tiny', import.meta.url));
-
+let node: OpenAINode<EngineThread>;
 let engine: EngineThread;
 let tokenizer: Tokenizer;
-let close: () => Promise<void>;
 let client: OpenAI;
 let base = '';
 const API_KEY = 'node-routes-test-key';
 const authorization = { authorization: `Bearer ${API_KEY}` };
 
 beforeAll(async () => {
-  ensureModel(MODEL_DIR, 'k2-tiny');
-  [engine, tokenizer] = await Promise.all([
-    EngineThread.start({ modelDir: MODEL_DIR, backend: 'reference', engine: { kvBlocks: 256 }, quiet: true }),
-    loadTokenizer(MODEL_DIR),
-  ]);
-  const server = serve({ fetch: createApp(() => engine, () => tokenizer, { auth: { secrets: [], apiKeys: [API_KEY], insecureNoAuth: false } }).fetch, port: 0, hostname: '127.0.0.1' });
-  await new Promise((ok) => server.once('listening', ok));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-  close = () => new Promise<void>((ok) => server.close(() => ok()));
-  client = new OpenAI({ apiKey: API_KEY, baseURL: base, maxRetries: 0 });
+  node = await startOpenAINode({ apiKey: API_KEY, kvBlocks: 256, thread: true });
+  ({ engine, tokenizer, client, baseURL: base } = node);
 });
 
-afterAll(async () => {
-  await close?.();
-  await engine?.close();
-});
+afterAll(() => node?.stop());
 
 const messages = [{ role: 'user' as const, content: 'Tell me a story about the sea.' }];
 

@@ -1,39 +1,21 @@
-import { serve } from '@hono/node-server';
-import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import type { Engine } from '../engine/engine.ts';
-import { loadEngine } from '../engine/load-engine.ts';
-import { selectKernels } from '../kernels/select.ts';
-import { ensureModel } from '../model/make-model.ts';
-import { loadTokenizer } from '../model/tokenizer.ts';
-import { createApp } from '../server.ts';
+import { type OpenAINode, startOpenAINode } from '../test-support/openai-node.ts';
 
 // tool_choice and parallel_tool_calls on the real engine through the openai client. k2-tiny's random
 // weights almost never write K2's tool-call markers by themselves, so well-formed calls to the allowed
 // functions with schema-valid arguments, on every seed, are the constraint at work.
-const MODEL_DIR = fileURLToPath(new URL('../../../models/k2-tiny', import.meta.url));
-
-let engine: Engine;
-let tokenizer: Tokenizer;
-let close: () => Promise<void>;
+let node: OpenAINode<Engine>;
 let client: OpenAI;
-const API_KEY = 'tool-choice-test-key';
 
 beforeAll(async () => {
-  ensureModel(MODEL_DIR, 'k2-tiny');
-  const kernels = await selectKernels({ backend: 'reference', log: () => {} });
-  [engine, tokenizer] = await Promise.all([loadEngine(MODEL_DIR, { kernels, kvBlocks: 512, log: () => {} }), loadTokenizer(MODEL_DIR)]);
-  const server = serve({ fetch: createApp(() => engine, () => tokenizer, { auth: { secrets: [], apiKeys: [API_KEY], insecureNoAuth: false } }).fetch, port: 0, hostname: '127.0.0.1' });
-  await new Promise((ok) => server.once('listening', ok));
-  close = () => new Promise<void>((ok) => server.close(() => ok()));
-  client = new OpenAI({ apiKey: API_KEY, baseURL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, maxRetries: 0 });
+  node = await startOpenAINode({ apiKey: 'tool-choice-test-key', kvBlocks: 512 });
+  ({ client } = node);
 });
 
-afterAll(() => close?.());
+afterAll(() => node?.stop());
 
 const weatherArgs = z.object({ city: z.enum(['Paris', 'Oslo']), days: z.number().int().min(1).max(3) });
 const lookupArgs = z.object({ id: z.number().int().min(0).max(9) });

@@ -20,7 +20,7 @@ export class SseReader {
       const event = this.takeEvent();
       if (event !== undefined) return event;
       if (this.ended || this.closed) return undefined;
-      let chunk: ReadableStreamReadResult<Uint8Array>;
+      let chunk: Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
       try {
         chunk = await this.reader.read();
       } catch (err) {
