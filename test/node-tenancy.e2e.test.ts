@@ -17,8 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signNodeRequest } from '../shared/node-auth.ts';
 import { ensureTinyModel, startLocalNode, type LocalNode } from '../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker, type SeededTenant } from '../scripts/local-worker.ts';
-import { SseReader } from '../workers/src/upstreams/sse.ts';
 import { Books } from './support/books.ts';
+import { ChatStream } from './support/chat-stream.ts';
 import { startRecordingProxy, type RecordingProxy } from './support/recording-proxy.ts';
 
 const ADMIN_TOKEN = 'tenancy-admin-token';
@@ -55,8 +55,6 @@ function chat(org: SeededTenant, body: Record<string, unknown>, signal?: AbortSi
     signal,
   });
 }
-
-const isContent = (data: string) => data !== '[DONE]' && Boolean((JSON.parse(data) as { choices?: { delta?: { content?: string } }[] }).choices?.[0]?.delta?.content);
 
 /** The node has nothing running or queued (it frees at its next step, so poll briefly). */
 async function expectNodeIdle(): Promise<void> {
@@ -107,24 +105,15 @@ describe('the edge → node hop for a shared node', () => {
     const res = await chat(orgA, { max_tokens: 300, stream: true });
     expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
-    const sse = new SseReader(res.body!);
-    const events: string[] = [];
-    let content = 0;
-    while (content < 3) {
-      const data = await sse.next();
-      if (data === undefined) throw new Error('stream ended early');
-      events.push(data);
-      if (isContent(data)) content++;
-    }
+    const stream = new ChatStream(res);
+    await stream.readContent(3);
     // Cancel on the node with the opening edge's own key, as the edge would.
     const sent = proxy.generated[before];
     const body = JSON.stringify({ version: 1, request_id: sent.request_id, cancel_key: sent.cancel_key });
     const cancel = await fetch(`${node.url}/v1/cancel`, { method: 'POST', headers: { 'content-type': 'application/json', ...(await signNodeRequest({ method: 'POST', path: '/v1/cancel', body, secret: node.secret })) }, body });
     expect(await cancel.json()).toEqual({ cancelled: true });
-    for (let data = await sse.next(); data !== undefined; data = await sse.next()) {
-      events.push(data);
-      if (isContent(data)) content++;
-    }
+    await stream.readToEnd();
+    const { events, content } = stream;
     const last = JSON.parse(events.at(-1)!) as { error?: { message: string; type: string; code: string } };
     expect(last.error).toMatchObject({ type: 'server_error', message: expect.stringContaining('cancelled') });
     expect(events).not.toContain('[DONE]');
@@ -143,8 +132,7 @@ describe('the edge → node hop for a shared node', () => {
     // Org A's long generation holds the node's only batch slot.
     const aggressor = new AbortController();
     const busy = await chat(orgA, { max_tokens: 3000, stream: true }, aggressor.signal);
-    const sse = new SseReader(busy.body!);
-    while (!isContent((await sse.next())!));
+    await new ChatStream(busy).readContent(1);
     const t0 = Date.now();
     const victim = await chat(orgB, { max_tokens: 1 });
     const waited = Date.now() - t0;

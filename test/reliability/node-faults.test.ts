@@ -12,6 +12,7 @@ import { ensureTinyModel, freePort, localCredential, startLocalNode, type LocalN
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker, type SeededTenant } from '../../scripts/local-worker.ts';
 import { SseReader } from '../../workers/src/upstreams/sse.ts';
 import { Books } from '../support/books.ts';
+import { ChatStream } from '../support/chat-stream.ts';
 
 const ADMIN_TOKEN = 'reliability-admin-token';
 
@@ -66,34 +67,18 @@ function completions(body: Record<string, unknown>, signal?: AbortSignal): Promi
   });
 }
 
-/** Content chunks carry at least one token each: a lower bound on the tokens the client got. */
-function isContent(data: string): boolean {
-  if (data === '[DONE]') return false;
-  const chunk = JSON.parse(data) as { choices?: { delta?: { content?: string } }[] };
-  return Boolean(chunk.choices?.[0]?.delta?.content);
-}
-
 describe('GPU node faults', () => {
   it('node killed mid-stream: the client gets one SSE error event, and only delivered tokens are billed', async () => {
     const maxTokens = 1500;
     const res = await chat({ messages: [{ role: 'user', content: 'Tell me a very long story.' }], max_tokens: maxTokens, stream: true });
     expect(res.status).toBe(200);
     const requestId = res.headers.get('x-request-id')!;
-    const sse = new SseReader(res.body!);
-    const events: string[] = [];
-    let content = 0;
-    while (content < 3) {
-      const data = await sse.next();
-      if (data === undefined) throw new Error('stream ended before the node was killed');
-      events.push(data);
-      if (isContent(data)) content++;
-    }
+    const stream = new ChatStream(res);
+    await stream.readContent(3);
     // SIGKILL the node's whole process group: no finish event, no goodbye, a torn TCP stream.
     process.kill(-node.pid, 'SIGKILL');
-    for (let data = await sse.next(); data !== undefined; data = await sse.next()) {
-      events.push(data);
-      if (isContent(data)) content++;
-    }
+    await stream.readToEnd();
+    const { events, content } = stream;
     const last = JSON.parse(events.at(-1)!) as { error?: { message: string; type: string; param: unknown; code: string } };
     expect(last.error).toEqual({ message: expect.any(String), type: 'server_error', param: null, code: 'upstream_error' });
     expect(events).not.toContain('[DONE]');
