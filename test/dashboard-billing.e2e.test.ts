@@ -8,22 +8,19 @@
  *
  * Needs Debian's chromium at /usr/bin/chromium; skips, saying so, where it is absent.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker } from '../scripts/local-worker.ts';
 import { startFakeStripe, type FakeStripe, type RecordedStripeRequest } from './support/fake-stripe.ts';
+import { chromiumAvailable, launchChromium, SCREENSHOT_DIR } from './support/headless-chromium.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_TOKEN = 'dashboard-billing-e2e-admin-token';
 const WEBHOOK_SECRET = 'whsec_dashboard_billing_e2e';
-const OUT = join(REPO_ROOT, 'test-output');
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.log(`[dashboard billing e2e] skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+const haveChromium = chromiumAvailable('dashboard billing e2e');
 
 describe.skipIf(!haveChromium)('dashboard top-up in headless Chromium', () => {
   let worker: LocalWorker;
@@ -53,11 +50,7 @@ describe.skipIf(!haveChromium)('dashboard top-up in headless Chromium', () => {
       body: JSON.stringify({ org_id: orgId, name: 'payer', scopes: ['models:read', 'billing'] }),
     });
     key = String(((await res.json()) as { key: string }).key);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
-    mkdirSync(OUT, { recursive: true });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -124,7 +117,7 @@ describe.skipIf(!haveChromium)('dashboard top-up in headless Chromium', () => {
     expect(await page.locator('#stat-balance').textContent()).toBe('$25.00');
     const receipt = page.locator('#receipts-table tbody tr').first();
     expect(await receipt.locator('[data-col=amount]').textContent()).toBe('$25.00');
-    await page.screenshot({ path: join(OUT, 'dashboard-billing.png'), fullPage: true });
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'dashboard-billing.png'), fullPage: true });
 
     const [receiptPage] = await Promise.all([context.waitForEvent('page'), receipt.getByRole('link').click()]);
     await receiptPage.waitForLoadState();

@@ -9,22 +9,19 @@
  * Needs Debian's chromium at /usr/bin/chromium (`apt-get install -y chromium`); skips, saying
  * so, where it is absent.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../scripts/local-node.ts';
 import { applyLocalMigrations, seedTenant, startLocalWorker, type LocalWorker } from '../scripts/local-worker.ts';
 import { startTestNode, type TestNode } from './support/test-node.ts';
+import { chromiumAvailable, launchChromium, SCREENSHOT_DIR } from './support/headless-chromium.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_TOKEN = 'dashboard-e2e-admin-token';
-const OUT = join(REPO_ROOT, 'test-output');
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.log(`[dashboard e2e] skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+const haveChromium = chromiumAvailable('dashboard e2e');
 
 interface UsageRow {
   requestId: string;
@@ -109,11 +106,7 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
       rows.push(await usageRow(res.headers.get('x-request-id')!));
     }
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
-    mkdirSync(OUT, { recursive: true });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -161,12 +154,12 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
     expect(await text('ttft-chart-desc')).toContain('k2-tiny · pool');
     expect(await text('errors-chart-desc')).toContain(`k2-tiny · pool: 0 of ${rows.length} requests failed`);
 
-    await page.screenshot({ path: join(OUT, 'dashboard.png'), fullPage: true });
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'dashboard.png'), fullPage: true });
     await page.setViewportSize({ width: 375, height: 812 });
     await page.waitForTimeout(100);
     // Usable at phone width: nothing wider than the screen except inside the scrollable tables.
     expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(375);
-    await page.screenshot({ path: join(OUT, 'dashboard-phone.png'), fullPage: true });
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'dashboard-phone.png'), fullPage: true });
 
     // Accessibility basics: every form control has an accessible name, landmarks exist.
     // (Browser-side code as a string: this project's TypeScript has no DOM types.)
@@ -245,7 +238,7 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
     const body = (await refused.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe('key_budget_exceeded');
     expect(body.error.message).toMatch(/resets at \d{4}-\d\d-\d\dT00:00:00\.000Z/);
-    await page.screenshot({ path: join(OUT, 'dashboard-key-budget.png'), fullPage: true });
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'dashboard-key-budget.png'), fullPage: true });
     await context.close();
   });
 
@@ -280,7 +273,7 @@ describe.skipIf(!haveChromium)('usage dashboard in headless Chromium', () => {
       )
       .toBe('delivered (1 attempt)');
     expect(await page.locator('#alerts-table [data-col=alert-type]').first().textContent()).toBe('balance.below_threshold');
-    await page.screenshot({ path: join(OUT, 'dashboard-alerts.png'), fullPage: true });
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'dashboard-alerts.png'), fullPage: true });
     await context.close();
   });
 
