@@ -48,6 +48,8 @@ describe('k2node inspect', () => {
     // (kv_lora_rank + qk_rope_head_dim) × 2 bytes × layers, as bf16.
     expect(report.memory?.kvBytesPerTokenBf16).toBe((config.kv_lora_rank + config.qk_rope_head_dim) * 2 * config.num_hidden_layers);
     expect(report.memory?.totalBytes).toBeGreaterThan(report.memory!.weightBytes + report.memory!.kvCacheBytes);
+    // The reference backend holds every parameter as one f32.
+    expect(report.memory?.referenceWeightBytes).toBe(4 * report.params!.total);
 
     const text = await runCli(['inspect', model]);
     expect(text.code).toBe(0);
@@ -119,7 +121,7 @@ describe('architecture arithmetic on the published Kimi K2 config', () => {
     const routed = expected.filter((t) => t.routed).reduce((a, t) => a + t.params, 0);
     expect(total / 1e12).toBeCloseTo(1.03, 2);
     expect((total - routed * (1 - 8 / 384)) / 1e9).toBeCloseTo(32.9, 1);
-    expect(memoryEstimate(k2, { total: 0, largest: { name: '', bytes: 0 } }, 1).kvBytesPerTokenBf16 / 1024).toBeCloseTo(68.6, 1);
+    expect(memoryEstimate(k2, { total: 0, asF32: 0, largest: { name: '', bytes: 0 } }, 1).kvBytesPerTokenBf16 / 1024).toBeCloseTo(68.6, 1);
     // Only routed experts are int4: 3 packed Linears per expert per MoE layer.
     expect(expected.filter((t) => t.name.endsWith('.weight_packed')).length).toBe(60 * 384 * 3);
   });

@@ -11,8 +11,7 @@ import { parseArgs } from 'node:util';
 import { ENGINE_DEFAULTS } from '../engine/load-engine.ts';
 import { Checkpoint } from '../model/checkpoint.ts';
 import { parseConfig } from '../model/config.ts';
-import { checkpointBytes, memoryEstimate as estimate } from '../model/memory-estimate.ts';
-import type { MemoryEstimate } from '../model/memory-estimate.ts';
+import { type CheckpointBytes, checkpointBytes, memoryEstimate as estimate, type MemoryEstimate } from '../model/memory-estimate.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { WASM32_MEMORY_BYTES } from '../kernels/kernels.ts';
 import { intOption, modelDir } from './args.ts';
@@ -41,7 +40,7 @@ function message(err: unknown): string {
 }
 
 /** The estimate at the engine's default step size (a full prefill step, every batch row sampling). */
-export function memoryEstimate(c: ModelConfig, weights: { total: number; largest: { name: string; bytes: number } }, kvTokens: number): MemoryEstimate {
+export function memoryEstimate(c: ModelConfig, weights: CheckpointBytes, kvTokens: number): MemoryEstimate {
   return estimate(c, weights, kvTokens, { rows: ENGINE_DEFAULTS.maxTokensPerStep, logitRows: ENGINE_DEFAULTS.maxBatch });
 }
 
@@ -54,11 +53,11 @@ export interface BackendNeed {
   note: string;
 }
 
-/** Every backend holds the weights as stored plus KV and activations; they differ in where, and in limits. */
+/** The wasm and webgpu backends hold the weights as stored, the reference backend as f32; all add KV and activations. */
 export function backendNeeds(m: MemoryEstimate): BackendNeed[] {
   const wasmFits = m.totalBytes <= WASM32_MEMORY_BYTES;
   return [
-    { backend: 'reference', where: 'host memory', bytes: m.totalBytes, fits: null, note: 'JS typed arrays, no fixed limit (tests only: slow)' },
+    { backend: 'reference', where: 'host memory', bytes: m.referenceTotalBytes, fits: null, note: 'every weight dequantized to f32 in JS typed arrays, no fixed limit (tests only: slow)' },
     {
       backend: 'wasm-simd',
       where: 'one wasm32 memory',

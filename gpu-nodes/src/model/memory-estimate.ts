@@ -1,7 +1,7 @@
 /**
  * How much memory serving a checkpoint takes, from its config and tensor headers alone (no weight is
- * read): weights as stored (every backend keeps int4 packed and bf16 as bf16), the paged MLA cache in
- * f32, and forward.ts's run-state buffers. `k2node inspect` prints it per backend; `Model.load` uses it
+ * read): weights as stored (the wasm and webgpu backends keep int4 packed and bf16 as bf16; the reference
+ * backend dequantizes every weight to f32), the paged MLA cache in f32, and forward.ts's run-state buffers. `k2node inspect` prints it per backend; `Model.load` uses it
  * to refuse a model past a backend's hard limit before reading any weight.
  */
 import type { Checkpoint } from './checkpoint.ts';
@@ -10,6 +10,8 @@ import type { ModelConfig } from './config.ts';
 export interface MemoryEstimate {
   /** Tensor bytes as stored: the wasm and webgpu backends keep int4 packed and bf16 as bf16. */
   weightBytes: number;
+  /** Tensor bytes once dequantized to f32, as the reference backend holds them (int4 ×8, bf16 ×2). */
+  referenceWeightBytes: number;
   /** The biggest single tensor: WebGPU uploads it in row parts where it passes one storage binding (`maxStorageBufferBindingSize`). */
   largestTensor: { name: string; bytes: number };
   /** MLA caches (kv_lora_rank + qk_rope_head_dim) per token per layer; at bf16, as vLLM/SGLang store it. */
@@ -21,19 +23,33 @@ export interface MemoryEstimate {
   /** Run-state buffers for a full step plus the rope tables (model/forward.ts RunState). */
   activationBytes: number;
   totalBytes: number;
+  /** What the reference backend holds: f32 weights, KV and activations. */
+  referenceTotalBytes: number;
 }
 
+export interface CheckpointBytes {
+  total: number;
+  /** The same weights dequantized to f32: a packed weight's scales and shape are folded into its values. */
+  asF32: number;
+  largest: { name: string; bytes: number };
+}
+
+/** How many bytes one stored byte of each dtype becomes in f32: 8 int4 values per int32, 2 bf16 per 4 bytes. */
+const F32_BYTES_PER_STORED_BYTE: Record<string, number> = { I32: 8, BF16: 2, F16: 2, F32: 1 };
+
 /** Bytes of every tensor, and the largest one, from the shard headers. */
-export function checkpointBytes(ck: Checkpoint): { total: number; largest: { name: string; bytes: number } } {
+export function checkpointBytes(ck: Checkpoint): CheckpointBytes {
   let total = 0;
+  let asF32 = 0;
   let largest = { name: '', bytes: 0 };
   for (const name of ck.names()) {
     const info = ck.info(name);
     const bytes = info.end - info.begin;
     total += bytes;
+    if (!name.endsWith('.weight_scale') && !name.endsWith('.weight_shape')) asF32 += bytes * (F32_BYTES_PER_STORED_BYTE[info.dtype] ?? 1);
     if (bytes > largest.bytes) largest = { name, bytes };
   }
-  return { total, largest };
+  return { total, asF32, largest };
 }
 
 /** Per-step activation floats of forward.ts's RunState at `rows` rows and `logitRows` logit rows, plus rope tables. */
@@ -52,7 +68,7 @@ export function activationBytes(c: ModelConfig, rows: number, logitRows: number)
 
 export function memoryEstimate(
   c: ModelConfig,
-  weights: { total: number; largest: { name: string; bytes: number } },
+  weights: CheckpointBytes,
   kvTokens: number,
   step: { rows: number; logitRows: number },
 ): MemoryEstimate {
@@ -62,6 +78,7 @@ export function memoryEstimate(
   const kvCacheBytes = kvBytesPerToken * kvTokens;
   return {
     weightBytes: weights.total,
+    referenceWeightBytes: weights.asF32,
     largestTensor: weights.largest,
     kvBytesPerTokenBf16: 2 * perTokenValues,
     kvBytesPerToken,
@@ -69,5 +86,6 @@ export function memoryEstimate(
     kvCacheBytes,
     activationBytes: activations,
     totalBytes: weights.total + kvCacheBytes + activations,
+    referenceTotalBytes: weights.asF32 + kvCacheBytes + activations,
   };
 }
