@@ -197,6 +197,28 @@ describe('response cache key: the whole request the node is asked', () => {
     await expectOwnEntry(t, { body: request(content) }, { body: messages, path: '/messages' });
   });
 
+  it('replays every choice with its logprobs as SSE too', async () => {
+    const body = request(`choices ${crypto.randomUUID()}`, { seed: 3, n: 2, logprobs: true, top_logprobs: 1 });
+    const plain = JSON.parse((await ask(t, body)).text) as { choices: { index: number; message: { content: string }; logprobs: { content: { token: string }[] } }[] };
+    const streamed = await eventually(async () => {
+      const r = await ask(t, { ...body, stream: true });
+      return r.status === 'hit' ? r : undefined;
+    });
+    const content: string[] = [];
+    const tokens: string[][] = [];
+    for (const line of streamed.text.split('\n\n').filter((l) => l.startsWith('data: {'))) {
+      const chunk = JSON.parse(line.slice(6)) as { choices: { index: number; delta: { content?: string }; logprobs: { content: { token: string }[] } | null }[] };
+      for (const ch of chunk.choices) {
+        content[ch.index] = (content[ch.index] ?? '') + (ch.delta.content ?? '');
+        (tokens[ch.index] ??= []).push(...(ch.logprobs?.content.map((l) => l.token) ?? []));
+      }
+    }
+    expect(plain.choices).toHaveLength(2);
+    expect(tokens.flat().length).toBeGreaterThan(0);
+    expect(content).toEqual(plain.choices.map((ch) => ch.message.content));
+    expect(tokens).toEqual(plain.choices.map((ch) => ch.logprobs.content.map((l) => l.token)));
+  });
+
   it('keys the stop ids the edge sets', () => {
     const node: KeyedNodeRequest = { version: PROTOCOL_VERSION, model: 'k2-tiny', prompt_token_ids: [5, 6, 7], sampling: nodeSampling({ temperature: 0 }) };
     const key = (n: KeyedNodeRequest) => responseCacheKey({ orgId: 'org', modelId: 'k2-tiny', pool: 'k2-tiny', api: 'chat.completions', node: n });
