@@ -6,7 +6,7 @@
  * (1 USD = 1_000_000); prices are micro-dollars per million tokens.
  */
 import { sql } from 'drizzle-orm';
-import { index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { index, integer, sqliteTable, text, uniqueIndex, type AnySQLiteColumn } from 'drizzle-orm/sqlite-core';
 
 export const organizations = sqliteTable('organizations', {
   id: text('id').primaryKey(),
@@ -28,10 +28,13 @@ export const apiKeys = sqliteTable(
     /** Space-separated scopes, e.g. "models:read chat completions". */
     scopes: text('scopes').notNull(),
     createdAt: integer('created_at').notNull(),
+    /** Never later than the parent key's expiry (a key cannot outlive the key that created it). */
     expiresAt: integer('expires_at'),
     revokedAt: integer('revoked_at'),
+    /** The key whose dashboard session created this one (null: created by the admin). Revoking a key revokes its children, transitively. */
+    parentKeyId: text('parent_key_id').references((): AnySQLiteColumn => apiKeys.id),
   },
-  (t) => [uniqueIndex('api_keys_hash_uq').on(t.hash), index('api_keys_prefix_idx').on(t.prefix)],
+  (t) => [uniqueIndex('api_keys_hash_uq').on(t.hash), index('api_keys_prefix_idx').on(t.prefix), index('api_keys_parent_idx').on(t.parentKeyId)],
 );
 
 export const models = sqliteTable('models', {

@@ -17,6 +17,8 @@ export interface KeyListing {
   createdAt: number;
   expiresAt: number | null;
   revokedAt: number | null;
+  /** The key whose session created it; null when the admin did. */
+  parentKeyId: string | null;
 }
 
 const listingColumns = {
@@ -28,6 +30,7 @@ const listingColumns = {
   createdAt: apiKeys.createdAt,
   expiresAt: apiKeys.expiresAt,
   revokedAt: apiKeys.revokedAt,
+  parentKeyId: apiKeys.parentKeyId,
 };
 
 /** Keys of one org (or every org), newest first. */

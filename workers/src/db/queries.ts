@@ -49,14 +49,21 @@ export async function insertApiKey(db: Db, row: typeof apiKeys.$inferInsert): Pr
   await db.insert(apiKeys).values(row).onConflictDoNothing();
 }
 
-/** Sets revoked_at once; returns false when no such key exists. A second revoke keeps the first time. */
-export async function revokeApiKey(db: Db, id: string, at: number): Promise<boolean> {
-  const rows = await db
-    .update(apiKeys)
-    .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, ${at})` })
-    .where(eq(apiKeys.id, id))
-    .returning({ id: apiKeys.id });
-  return rows.length > 0;
+/**
+ * Revokes key `id` and every key it created, transitively (parent_key_id), in one statement, so no
+ * child outlives the revocation of its parent even for a moment. Sets revoked_at once: a second
+ * revoke keeps the first time. Returns the ids of the key and its descendants (sorted), or null when
+ * no such key exists. Raw SQL because drizzle's query builder has no recursive CTE.
+ */
+export async function revokeApiKey(db: Db, id: string, at: number): Promise<string[] | null> {
+  const rows = await db.all<{ id: string }>(sql`
+    WITH RECURSIVE family(id) AS (
+      SELECT id FROM api_keys WHERE id = ${id}
+      UNION
+      SELECT k.id FROM api_keys k JOIN family f ON k.parent_key_id = f.id
+    )
+    UPDATE api_keys SET revoked_at = coalesce(revoked_at, ${at}) WHERE id IN (SELECT id FROM family) RETURNING id`);
+  return rows.length > 0 ? rows.map((r) => r.id).sort() : null;
 }
 
 // ── catalogue: models, prices, nodes ─────────────────────────────────────────

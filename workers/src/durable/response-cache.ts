@@ -4,12 +4,21 @@
  * no key, however crafted, reaches another org's entries.
  */
 import { DurableObject } from 'cloudflare:workers';
+import type { TokenLogprob } from '../../../shared/protocol.ts';
+
+/** One choice of a stored answer, as the node produced it. */
+export interface CachedChoice {
+  text: string;
+  /** The choice's token ids: the response's size, kept for statistics and debugging. */
+  tokenIds: number[];
+  /** Present when the request asked for logprobs (then they are part of the answer). */
+  logprobs?: TokenLogprob[];
+  finishReason: 'stop' | 'length';
+}
 
 export interface CachedResponse {
-  text: string;
-  /** The original answer's token ids: the response's size, kept for statistics and debugging. */
-  tokenIds: number[];
-  finishReason: 'stop' | 'length';
+  /** By choice index: one unless the request asked for n > 1. */
+  choices: CachedChoice[];
   promptTokens: number;
   storedAt: number;
 }

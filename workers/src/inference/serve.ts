@@ -19,6 +19,7 @@ import { endReason, nodeEventFormatter, parsedFromChatMessage, type ApiFormat, t
 import { chatChunks, chatCompletion } from '../formats/chat.ts';
 import { completionChunks, textCompletion } from '../formats/completion.ts';
 import { cancelGeneration, nodeTenantIds, type NodeGeneration } from '../node-client.ts';
+import type { KeyedNodeRequest } from '../response-cache/key.ts';
 import { lookupResponse } from '../response-cache/lookup.ts';
 import { openRoutedGeneration } from '../routing/open.ts';
 import type { ChatCompletionRequest, CompletionRequest } from '../schemas/openai.ts';
@@ -73,8 +74,10 @@ export async function serve(c: Context<AppEnv>, target: ModelTarget, startedAt: 
       const urls = backend.pool === target.model.pool ? target.nodeUrls : await poolUrls(c.env, backend.pool, target.nodeUrls);
       const stopIds = chat ? chatStopTokenIds(tokenizer) : [tokenizer.specialId('[EOS]')];
       const sampling = { ...samplingParams(req.body, maxTokens, stopIds), max_tokens: maxTokens };
+      // What the node is asked, less the per-request fields: also the response cache's key.
+      const asked: KeyedNodeRequest = { version: PROTOCOL_VERSION, model: target.model.nodeModel, prompt_token_ids: promptTokenIds, sampling };
       // Opt-in exact-match response cache (response-cache/): a hit is replayed, a miss recorded.
-      const cache = await lookupResponse(c, target.model.id, promptTokenIds, sampling);
+      const cache = await lookupResponse(c, { modelId: target.model.id, pool: backend.pool, api: endpoint, node: asked });
       if (cache.hit) return { kind: 'node', node: cache.hit, replayed: true };
       try {
         // The org as the node sees it: opaque ids under the pool's secret (tenant-ids.ts).
@@ -84,11 +87,8 @@ export async function serve(c: Context<AppEnv>, target: ModelTarget, startedAt: 
           pool: backend.pool,
           nodeUrls: urls,
           req: {
-            version: PROTOCOL_VERSION,
+            ...asked,
             request_id: requestId,
-            model: target.model.nodeModel,
-            prompt_token_ids: promptTokenIds,
-            sampling,
             cache_salt: ids.cacheSalt,
             tenant: ids.tenant,
             // Only this edge holds it, so only this edge can cancel the generation.

@@ -9,7 +9,7 @@ import { AdminAuthError, CrossOriginError, InvalidApiKeyError, NotSignedInError,
 /** Who is looking at the dashboard: the operator (every org) or one API key (its own org). */
 export type Viewer =
   | { role: 'admin' }
-  | { role: 'key'; keyId: string; orgId: string; scopes: ReadonlySet<string> };
+  | { role: 'key'; keyId: string; orgId: string; scopes: ReadonlySet<string>; expiresAt: number | null };
 
 export interface SessionVariables {
   viewer: Viewer;
@@ -63,11 +63,8 @@ export function session({ now = () => Date.now() }: { now?: () => number } = {})
 export async function signIn(c: Context<AppEnv>, token: string, now = Date.now()): Promise<Viewer> {
   const viewer = await viewerFor(c.env, token, now);
   let expires = now + SESSION_SECONDS * 1000;
-  if (viewer.role === 'key') {
-    // Never outlive the key itself.
-    const key = await keyById(c.env.DB, viewer.keyId);
-    if (key?.expiresAt != null) expires = Math.min(expires, key.expiresAt);
-  }
+  // Never outlive the key itself.
+  if (viewer.role === 'key' && viewer.expiresAt !== null) expires = Math.min(expires, viewer.expiresAt);
   const value = viewer.role === 'admin' ? `a.${expires}` : `k.${viewer.keyId}.${expires}`;
   await setSignedCookie(c, COOKIE, value, signingSecret(c.env), {
     ...COOKIE_PREFIX,
@@ -95,7 +92,7 @@ async function viewerFromCookie(c: Context<AppEnv>, now: number): Promise<Viewer
   if (parts[0] !== 'k' || parts.length !== 3) return null;
   const key = await keyById(c.env.DB, parts[1]);
   if (!key || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt <= now)) return null;
-  return { role: 'key', keyId: key.id, orgId: key.orgId, scopes: new Set(key.scopes) };
+  return { role: 'key', keyId: key.id, orgId: key.orgId, scopes: new Set(key.scopes), expiresAt: key.expiresAt };
 }
 
 /**
@@ -111,7 +108,7 @@ async function viewerFor(env: Env, token: string, now: number): Promise<Viewer> 
     if (!row) throw new InvalidApiKeyError();
     if (row.revokedAt !== null) throw new RevokedApiKeyError('revoked');
     if (row.expiresAt !== null && row.expiresAt <= now) throw new RevokedApiKeyError('expired');
-    return { role: 'key', keyId: row.id, orgId: row.orgId, scopes: new Set(row.scopes.split(' ').filter(Boolean)) };
+    return { role: 'key', keyId: row.id, orgId: row.orgId, scopes: new Set(row.scopes.split(' ').filter(Boolean)), expiresAt: row.expiresAt };
   }
   if (!env.ADMIN_TOKEN) throw new AdminAuthError();
   const [a, b] = await Promise.all([sha256Hex(token), sha256Hex(env.ADMIN_TOKEN)]);

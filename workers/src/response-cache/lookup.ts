@@ -3,10 +3,9 @@
  * deterministic miss is recorded into the org's ResponseCache object when it finishes.
  */
 import type { Context } from 'hono';
-import type { SamplingParams } from '../../../shared/protocol.ts';
 import type { AppEnv } from '../env.ts';
 import type { NodeGeneration } from '../node-client.ts';
-import { responseCacheKey } from './key.ts';
+import { responseCacheKey, type ResponseCacheKeyInput } from './key.ts';
 import { isDeterministic } from './options.ts';
 import { recordingGeneration, replayGeneration } from './replay.ts';
 
@@ -19,17 +18,13 @@ export interface CacheLookup {
 
 const passThrough = (node: NodeGeneration) => node;
 
-export async function lookupResponse(
-  c: Context<AppEnv>,
-  modelId: string,
-  promptTokenIds: readonly number[],
-  sampling: SamplingParams,
-): Promise<CacheLookup> {
+/** `request`: what this request would send the node (key.ts), with the model, pool and API that asked. */
+export async function lookupResponse(c: Context<AppEnv>, request: Omit<ResponseCacheKeyInput, 'orgId'>): Promise<CacheLookup> {
   const opts = c.var.responseCache;
-  if (!opts?.optIn || !isDeterministic(sampling)) return { hit: undefined, record: passThrough };
+  if (!opts?.optIn || !isDeterministic(request.node.sampling)) return { hit: undefined, record: passThrough };
   const orgId = c.var.apiKey.orgId;
   const stub = c.env.RESPONSE_CACHE.get(c.env.RESPONSE_CACHE.idFromName(orgId));
-  const key = responseCacheKey(orgId, modelId, promptTokenIds, sampling);
+  const key = responseCacheKey({ orgId, ...request });
   const entry = await stub.get(key);
   if (entry) {
     opts.status = 'hit';

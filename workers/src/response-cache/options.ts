@@ -4,8 +4,10 @@
  *            `x-response-cache-ttl: SECONDS`    how long a stored answer lives (default 300, at most 86400)
  *   response `x-response-cache-status: hit | miss | bypass`
  * Only deterministic requests are cached (temperature 0, or a seed): for any other request a stored
- * answer would not be "the" answer. The key is org + model + rendered prompt token ids + every sampling
- * parameter, so two requests share an entry only if the node would have been asked the same thing.
+ * answer would not be "the" answer. The key is org + model + pool + client API + the whole request the
+ * node would be sent (rendered prompt token ids and every sampling parameter, less only the per-request
+ * fields key.ts lists with their reasons), so two requests share an entry only if the node would have
+ * been asked the same thing. A hit replays every choice with its logprobs (replay.ts).
  *
  * Billing of a hit (HIT_BILLING): every prompt token at the model's cache-hit price, no output charge;
  * the usage reported with the hit is that billed usage (completion_tokens 0).

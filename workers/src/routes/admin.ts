@@ -62,8 +62,10 @@ export const admin = new Hono<AppEnv>()
 
   .post('/keys/:id/revoke', async (c) => {
     const id = c.req.param('id');
-    if (!(await revokeApiKey(database(c.env.DB), id, Date.now()))) throw new NotFoundError(`key '${id}'`);
-    return c.json({ id, revoked: true });
+    const revoked = await revokeApiKey(database(c.env.DB), id, Date.now());
+    if (!revoked) throw new NotFoundError(`key '${id}'`);
+    // The key and every key created from its dashboard session, transitively.
+    return c.json({ id, revoked: true, revoked_key_ids: revoked });
   })
 
   .post('/credit', idempotent({ replay: 'stored' }), jsonBody(schemas.grantCredit), async (c) => {

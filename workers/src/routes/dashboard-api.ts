@@ -88,6 +88,7 @@ function key(k: KeyListing, controls?: KeyControls) {
     created_at: k.createdAt,
     expires_at: k.expiresAt,
     revoked_at: k.revokedAt,
+    parent_key_id: k.parentKeyId,
     /** The key's spend cap with this period's spend, and its model allowlist (null: none). */
     budget: controls?.budget ?? null,
     allowed_models: controls?.allowed_models ?? null,
@@ -187,7 +188,10 @@ export const usage = new Hono<AppEnv>()
   .post('/keys', validated('json', schemas.createKey), async (c) => {
     const body = c.req.valid('json');
     const orgId = await oneOrg(c, body.org_id, 'org_id');
-    return c.json(await createKey(c.env.DB, c.var.viewer, orgId, body.name ?? '', body.scopes), 201);
+    return c.json(await createKey(c.env.DB, c.var.viewer, orgId, { name: body.name ?? '', scopes: body.scopes, expiresAt: body.expires_at }), 201);
   })
 
-  .post('/keys/:id/revoke', async (c) => c.json(key(await revokeKey(c.env.DB, c.var.viewer, c.req.param('id')))));
+  .post('/keys/:id/revoke', async (c) => {
+    const { key: revoked, revokedKeyIds } = await revokeKey(c.env.DB, c.var.viewer, c.req.param('id'));
+    return c.json({ ...key(revoked), revoked_key_ids: revokedKeyIds });
+  });

@@ -60,6 +60,8 @@ export const createKey = z.object({
   scopes: z.array(z.enum(SCOPES)).min(1).optional(),
   /** Admins only: which organization the key belongs to (a key's session uses its own). */
   org_id: z.string().min(1).optional(),
+  /** Epoch ms, in the future; from a key session at most that key's own expiry (dashboard/keys.ts). */
+  expires_at: z.number().int().positive().nullish(),
 });
 
 /**
