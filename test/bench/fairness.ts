@@ -147,15 +147,18 @@ await ensureTinyModel();
 const node = await startLocalNode({ extraArgs: ['--max-batch', String(MAX_BATCH), '--kv-blocks', '4096', '--max-queue', String(AGGRESSORS * 4)] });
 try {
   await generate(node, 'warm-up', 4, prompt(0));
-  const alone = await measure(node, 'victim', undefined, SAMPLES);
+  // Alone is measured before and after the loaded runs and pooled: on a shared machine the load drifts.
+  const before = await measure(node, 'victim', undefined, SAMPLES);
   const fair = await measure(node, 'victim', 'aggressor', SAMPLES);
   const shared = await measure(node, 'aggressor', 'aggressor', SHARED_SAMPLES);
+  const after = await measure(node, 'victim', undefined, SAMPLES);
+  const alone: Measured = { ...before, ttfts: [...before.ttfts, ...after.ttfts], stepMs: (before.stepMs + after.stepMs) / 2 };
   const a = median(alone.ttfts);
   const fmt = (x: number) => (Number.isNaN(x) ? '–' : x.toFixed(0));
   const row = (name: string, m: Measured) =>
     `| ${name} | ${m.running} / ${m.queued} | ${median(m.ttfts).toFixed(0)} | ${Math.max(...m.ttfts).toFixed(0)} | ${(median(m.ttfts) / a).toFixed(2)}× | ${fmt(m.stepMs)} | ${fmt(m.aggressorTps)} |`;
   const table = [
-    `Victim TTFT (1-token request, ${SAMPLES} in a row, each after a random 0-${MAX_PAUSE_MS} ms pause; ${SHARED_SAMPLES} in the shared-tenant row) on one k2-tiny node,`,
+    `Victim TTFT (1-token request, ${SAMPLES} in a row, each after a random 0-${MAX_PAUSE_MS} ms pause; ${SHARED_SAMPLES} in the shared-tenant row; alone: ${SAMPLES} before and ${SAMPLES} after the loaded runs) on one k2-tiny node,`,
     `max batch ${MAX_BATCH} (one tenant may run ${TENANT_CAP}), aggressor: ${AGGRESSORS} concurrent generations of ${AGGRESSOR_TOKENS} tokens, re-sent as each ends.`,
     `${cpus().length} cores, load ${loadavg()[0].toFixed(1)}.`,
     '',
