@@ -15,8 +15,9 @@
  *   - a newcomer's prefill ahead of the running batch: when the fairest waiting request belongs to a
  *     tenant with nothing running while others decode, the step holds only such newcomers' prefills
  *     (vLLM V0's prefill-first step, narrowed to tenants not yet served). Its first token then costs
- *     a step of its own rows, not one carrying every running decode too; the running batch loses one
- *     step, and never two in a row (a prefill-only step is always followed by a decode step);
+ *     a step of its own rows, not one carrying every running decode too. The running batch waits one
+ *     step, never two in a row (a prefill-only step is always followed by a decode step), and not
+ *     while memory is short (right after a step that had to preempt);
  *   - preemption by recompute: when KV blocks run out, the most recently admitted running request
  *     gives back all its blocks and goes back to the head of its tenant's queue (its prefix usually stays cached).
  */
