@@ -102,6 +102,27 @@ describe('Engine on k2-tiny', () => {
     expectAllBlocksBack(engine);
   });
 
+  it("streams a newcomer tenant's first token before the running batch's next one, with the tokens each gets alone", async () => {
+    const engine = await load({ maxBatch: 8 });
+    const order: string[] = [];
+    const log = (name: string) => (e: NodeEvent) => {
+      if (e.type === 'tokens') order.push(name);
+    };
+    let newcomer: Promise<Result> | undefined;
+    // B arrives while A's two sequences decode: submitted from A's first token, so it waits for the next step.
+    const a1 = generate(engine, { ...body(prompts[1], { max_tokens: 5 }), tenant: 'A' }, log('a1'));
+    const a0 = generate(engine, { ...body(prompts[0], { max_tokens: 5 }), tenant: 'A' }, (e) => {
+      log('a0')(e);
+      if (e.type === 'tokens' && !newcomer) newcomer = generate(engine, { ...body(prompts[2], { max_tokens: 5 }), tenant: 'B' }, log('b'));
+    });
+    const [r1, r0] = await Promise.all([a1, a0]);
+    const rb = await newcomer!;
+    // Step 1: A's prefills; step 2: B's prefill alone; step 3: everyone's decode.
+    expect(order.slice(0, 6)).toEqual(['a1', 'a0', 'b', 'a1', 'a0', 'b']);
+    expect([r1.ids, r0.ids, rb.ids]).toEqual([alone[1].ids, alone[0].ids, alone[2].ids]);
+    expectAllBlocksBack(engine);
+  });
+
   it('preempts under KV pressure and recomputes to the same tokens', async () => {
     // 12 blocks of 4 tokens: enough for the longest request alone (46 tokens), not for all at once.
     // Admitted in this order, prompts 1, 0 and 3 take 11 blocks; their decodes then need 14.

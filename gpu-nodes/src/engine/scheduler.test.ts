@@ -230,6 +230,104 @@ describe('Scheduler fairness between tenants', () => {
   });
 });
 
+describe('Scheduler: a newcomer tenant\'s prefill ahead of the running batch', () => {
+  const ids = (out: SchedulerOutput) => out.scheduled.map((x) => x.req.id);
+
+  /** Tenant A with `n` sequences decoding (prefilled, one token out). */
+  function busy(s: Scheduler, n: number, maxTokens = 50): EngineRequest[] {
+    const reqs = range(n).map((i) => request(`a${i}`, range(3, i * 10), maxTokens, 'A', 'A'));
+    for (const r of reqs) s.add(r);
+    step(s);
+    for (const r of reqs) expect(r.numOutputTokens).toBe(1);
+    return reqs;
+  }
+
+  it('runs the newcomer\'s prefill and first token in a step of its own, then the batch decodes', () => {
+    const kv = new KvCacheManager({ numBlocks: 1024, blockSize: 4 });
+    const s = new Scheduler({ maxBatch: 8, maxTokensPerStep: 1000 }, kv);
+    const a = busy(s, 6);
+    const b = request('b0', range(5, 900), 2, 'B', 'B');
+    s.add(b);
+    const { out } = step(s);
+    expect(ids(out)).toEqual(['b0']);
+    expect(out.scheduled[0]).toMatchObject({ numNewTokens: 5, samples: true });
+    expect(out.started).toEqual([b]);
+    expect(b.numOutputTokens).toBe(1);
+    // The next step is the whole batch's decode, the newcomer's second token with it.
+    const next = step(s).out;
+    expect(ids(next)).toEqual([...a.map((r) => r.id), 'b0']);
+    expect(next.scheduled.every((x) => x.numNewTokens === 1)).toBe(true);
+  });
+
+  it('never runs two prefill-only steps in a row, however many newcomers keep arriving', () => {
+    const kv = new KvCacheManager({ numBlocks: 1024, blockSize: 4 });
+    const s = new Scheduler({ maxBatch: 32, maxTokensPerStep: 1000 }, kv);
+    const a = busy(s, 4, 100);
+    const kinds: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      s.add(request(`n${i}`, range(4, 500 + i * 10), 1, `N${i}`, `N${i}`)); // a new tenant before every step
+      const { out } = step(s);
+      const decodesA = out.scheduled.filter((x) => x.req.tenant === 'A').length;
+      kinds.push(decodesA === 0 ? 'prefill' : 'decode');
+      if (decodesA > 0) expect(decodesA).toBe(a.length);
+    }
+    // The newcomer that arrived before a decode step is admitted into it: it waits for nothing.
+    expect(kinds).toEqual(['prefill', 'decode', 'prefill', 'decode', 'prefill', 'decode', 'prefill', 'decode']);
+    expect(a[0].numOutputTokens).toBe(5);
+    expect(s.waiting.length).toBe(0);
+    expect(s.running).toEqual(a); // every newcomer got its one token and finished
+  });
+
+  it('takes every newcomer tenant together, but a tenant\'s second request waits for a mixed step', () => {
+    const kv = new KvCacheManager({ numBlocks: 1024, blockSize: 4 });
+    const s = new Scheduler({ maxBatch: 16, maxTokensPerStep: 1000 }, kv);
+    busy(s, 4);
+    s.add(request('b0', range(3, 600), 4, 'B', 'B'));
+    s.add(request('b1', range(3, 610), 4, 'B', 'B'));
+    s.add(request('c0', range(3, 700), 4, 'C', 'C'));
+    expect(ids(step(s).out)).toEqual(['b0', 'c0']);
+    const mixed = step(s).out;
+    expect(ids(mixed)).toEqual(['a0', 'a1', 'a2', 'a3', 'b0', 'c0', 'b1']);
+    expect(mixed.started.map((r) => r.id)).toEqual(['b1']);
+  });
+
+  it('chunks a long newcomer prompt: the first chunk alone, the rest behind the decodes', () => {
+    const kv = new KvCacheManager({ numBlocks: 1024, blockSize: 4 });
+    const s = new Scheduler({ maxBatch: 8, maxTokensPerStep: 64 }, kv);
+    busy(s, 3);
+    const b = request('b0', range(100, 900), 1, 'B', 'B');
+    s.add(b);
+    const first = step(s).out;
+    expect(ids(first)).toEqual(['b0']);
+    expect(first.scheduled[0]).toMatchObject({ numNewTokens: 64, samples: false });
+    const second = step(s).out;
+    expect(ids(second)).toEqual(['a0', 'a1', 'a2', 'b0']);
+    expect(second.scheduled[3]).toMatchObject({ numNewTokens: 36, samples: true });
+  });
+
+  it('gives a newcomer no step of its own while memory is short (the last step preempted)', () => {
+    const kv = new KvCacheManager({ numBlocks: 8, blockSize: 4 }); // 32 token slots
+    const s = new Scheduler({ maxBatch: 4, maxTokensPerStep: 64, maxRunningPerTenant: 3 }, kv);
+    for (let i = 0; i < 3; i++) s.add(request(`p${i}`, range(6, 100 * i), 12, 'A', 'A'));
+    let out = step(s).out;
+    while (out.preempted.length === 0) out = step(s).out;
+    s.add(request('b0', range(2, 900), 1, 'B', 'B'));
+    const next = step(s).out;
+    expect(next.scheduled.some((x) => x.req.tenant === 'A')).toBe(true);
+    runToCompletion(s);
+    expect(kv.usage().free).toBe(8);
+  });
+
+  it('runs a plain step when nothing is running: every tenant is admitted together', () => {
+    const kv = new KvCacheManager({ numBlocks: 1024, blockSize: 4 });
+    const s = new Scheduler({ maxBatch: 8, maxTokensPerStep: 1000 }, kv);
+    s.add(request('a0', range(3), 2, 'A', 'A'));
+    s.add(request('a1', range(3, 10), 2, 'A', 'A'));
+    s.add(request('b0', range(3, 20), 2, 'B', 'B'));
+    expect(ids(step(s).out)).toEqual(['a0', 'b0', 'a1']);
+  });
+});
+
 describe('buildStepBatch', () => {
   it('lays out rows, positions and KV slots from the block tables', () => {
     const kv = new KvCacheManager({ numBlocks: 16, blockSize: 4 });

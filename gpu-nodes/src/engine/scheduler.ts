@@ -12,6 +12,12 @@
  *     backlog never sits in front of another's request. No tenant may hold more than
  *     `maxRunningPerTenant` sequences (below the batch size), so a newcomer always finds a slot
  *     within one step instead of waiting for someone's long generation to end. Within a tenant: FIFO;
+ *   - a newcomer's prefill ahead of the running batch: when the fairest waiting request belongs to a
+ *     tenant with nothing running while others decode, the step holds only such newcomers' prefills
+ *     (vLLM V0's prefill-first step, narrowed to tenants not yet served). Its first token then costs
+ *     a step of its own rows, not one carrying every running decode too. The running batch waits one
+ *     step, never two in a row (a prefill-only step is always followed by a decode step), and not
+ *     while memory is short (right after a step that had to preempt);
  *   - preemption by recompute: when KV blocks run out, the most recently admitted running request
  *     gives back all its blocks and goes back to the head of its tenant's queue (its prefix usually stays cached).
  */
@@ -129,6 +135,10 @@ export class Scheduler {
   /** Most running sequences of one tenant. */
   readonly tenantCap: number;
   private arrivals = 0;
+  /** Whether the last step held only newcomers' prefills: the next one then decodes the running batch. */
+  private lastStepPrefillOnly = false;
+  /** Whether the last step had to preempt: memory is short, so no newcomer jumps ahead of the batch. */
+  private lastStepPreempted = false;
   totalPreemptions = 0;
 
   constructor(config: SchedulerConfig, kv: KvCacheManager) {
@@ -155,6 +165,42 @@ export class Scheduler {
   }
 
   schedule(): SchedulerOutput {
+    if (!this.lastStepPrefillOnly && !this.lastStepPreempted && this.running.length > 0) {
+      const out = this.scheduleNewcomers();
+      if (out.scheduled.length > 0) {
+        this.lastStepPrefillOnly = true;
+        return out;
+      }
+    }
+    const out = this.scheduleAll();
+    this.lastStepPrefillOnly = false;
+    this.lastStepPreempted = out.preempted.length > 0;
+    return out;
+  }
+
+  /**
+   * A step of newcomers only: waiting requests of tenants with nothing running, fairest first, while
+   * the running batch sits this step out. Empty when the fairest waiting request's tenant already
+   * runs something (it then joins a mixed step), or when its first chunk does not fit the KV cache.
+   */
+  private scheduleNewcomers(): SchedulerOutput {
+    let budget = this.config.maxTokensPerStep;
+    const scheduled: ScheduledRequest[] = [];
+    const started: EngineRequest[] = [];
+    const runningOf = (tenant: string) => this.runningOf(tenant);
+    while (this.running.length < this.config.maxBatch && budget > 0) {
+      const req = this.waiting.next(runningOf, this.tenantCap);
+      if (!req || this.runningOf(req.tenant) > 0) break;
+      const numNew = this.admit(req, budget, started);
+      if (numNew === 0) break;
+      scheduled.push({ req, numNewTokens: numNew, samples: numNew === req.numUncomputedTokens });
+      budget -= numNew;
+    }
+    return { scheduled, numRows: this.config.maxTokensPerStep - budget, started, preempted: [] };
+  }
+
+  /** Running requests' next tokens (decodes or prefill chunks), then waiting requests into what is left. */
+  private scheduleAll(): SchedulerOutput {
     let budget = this.config.maxTokensPerStep;
     const scheduled: ScheduledRequest[] = [];
     const started: EngineRequest[] = [];
@@ -183,24 +229,34 @@ export class Scheduler {
     while (preempted.length === 0 && this.running.length < this.config.maxBatch && budget > 0) {
       const req = this.waiting.next(runningOf, this.tenantCap);
       if (!req) break;
-      const hit: ComputedBlocks = this.kv.getComputedBlocks(req);
-      const numNew = Math.min(req.tokens.length - hit.numTokens, budget);
+      const numNew = this.admit(req, budget, started);
       // Head-of-line blocking is deliberate: skipping a big request to admit smaller ones would starve it.
-      if (!this.kv.allocateSlots(req, numNew, hit)) break;
-      this.waiting.remove(req);
-      this.countRunning(req.tenant, +1);
-      req.numComputedTokens = hit.numTokens;
-      if (req.numCachedTokens < 0) {
-        req.numCachedTokens = Math.min(hit.numTokens, req.numPromptTokens);
-        started.push(req);
-      }
-      req.status = 'running';
-      this.running.push(req);
+      if (numNew === 0) break;
       scheduled.push({ req, numNewTokens: numNew, samples: numNew === req.numUncomputedTokens });
       budget -= numNew;
     }
 
     return { scheduled, numRows: this.config.maxTokensPerStep - budget, started, preempted };
+  }
+
+  /**
+   * Moves `req` from waiting to running with its first chunk (at most `budget` rows past its prefix-cache
+   * hit) allocated; returns that chunk's size, or 0 when the KV cache cannot hold it (nothing changes then).
+   */
+  private admit(req: EngineRequest, budget: number, started: EngineRequest[]): number {
+    const hit: ComputedBlocks = this.kv.getComputedBlocks(req);
+    const numNew = Math.min(req.tokens.length - hit.numTokens, budget);
+    if (!this.kv.allocateSlots(req, numNew, hit)) return 0;
+    this.waiting.remove(req);
+    this.countRunning(req.tenant, +1);
+    req.numComputedTokens = hit.numTokens;
+    if (req.numCachedTokens < 0) {
+      req.numCachedTokens = Math.min(hit.numTokens, req.numPromptTokens);
+      started.push(req);
+    }
+    req.status = 'running';
+    this.running.push(req);
+    return numNew;
   }
 
   /** Advances each scheduled request past the rows just computed (the KV is now written). */
