@@ -213,4 +213,66 @@ describe('hostile input on every node route', () => {
     const ok = await send(route('/v1/completions'), JSON.stringify({ model: 'k2-tiny', prompt: 'Once upon a time', max_tokens: 2 }));
     expect(ok.status).toBe(200);
   });
+  it('refuses non-finite, out-of-range and inexact numbers with a 4xx in the route\'s shape, never a 5xx', async () => {
+    const route = (path: string) => ROUTES.find((r) => r.path === path)!;
+    const marker = '"__hostile_literal__"';
+    /** `body` as JSON with the value at `path` (dot-separated) replaced by the raw JSON literal: 1e309 stays 1e309. */
+    const withLiteral = (body: Record<string, unknown>, path: string, literal: string) => {
+      const copy = structuredClone(body);
+      const keys = path.split('.');
+      let at: Record<string, unknown> = copy;
+      for (const k of keys.slice(0, -1)) at = at[k] as Record<string, unknown>;
+      at[keys.at(-1)!] = '__hostile_literal__';
+      return JSON.stringify(copy).replace(marker, literal);
+    };
+    const NOT_NUMBERS = ['1e309', '-1e309', '"12"', 'true', '{}'];
+    const NOT_INTEGERS = ['1.5', '9007199254740993', '1e300'];
+    const generate = { version: 1, request_id: 'hostile-n', model: 'k2-tiny', prompt_token_ids: [1, 2, 3], sampling: { max_tokens: 2, temperature: 0, top_p: 1, stop_token_ids: [], stop: [] } };
+    const cases: [Route, Record<string, unknown>, Record<string, 'int' | 'real'>][] = [
+      [route('/v1/generate'), generate, { version: 'int', 'prompt_token_ids.0': 'int', 'sampling.max_tokens': 'int', 'sampling.temperature': 'real', 'sampling.top_p': 'real' }],
+      [route('/v1/chat/completions'), { model: 'k2-tiny', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 }, { max_tokens: 'int', temperature: 'real', top_p: 'real', seed: 'int' }],
+      [route('/v1/completions'), { model: 'k2-tiny', prompt: 'Once', max_tokens: 2 }, { max_tokens: 'int', temperature: 'real', top_p: 'real', seed: 'int' }],
+    ];
+    for (const [r, body, fields] of cases) {
+      for (const [field, kind] of Object.entries(fields)) {
+        for (const literal of kind === 'int' ? [...NOT_NUMBERS, ...NOT_INTEGERS] : NOT_NUMBERS) {
+          const answer = await send(r, withLiteral(body, field, literal));
+          expect(answer.status, `${r.path} ${field}=${literal}: ${answer.body}`).toBeGreaterThanOrEqual(400);
+          expectErrorShape(r, answer, answer.status);
+        }
+      }
+    }
+    // Out of range: a token id past the vocabulary or negative, a max_tokens of 0 or past the context, a negative temperature.
+    const outOfRange: [Route, string][] = [
+      [route('/v1/generate'), withLiteral(generate, 'prompt_token_ids.0', String(tokenizer.vocabSize + 10))],
+      [route('/v1/generate'), withLiteral(generate, 'prompt_token_ids.0', '-1')],
+      [route('/v1/generate'), JSON.stringify({ ...generate, prompt_token_ids: [] })],
+      [route('/v1/generate'), withLiteral(generate, 'sampling.max_tokens', '0')],
+      [route('/v1/generate'), withLiteral(generate, 'sampling.max_tokens', '9007199254740991')],
+      [route('/v1/generate'), withLiteral(generate, 'sampling.temperature', '-1')],
+      [route('/v1/chat/completions'), JSON.stringify({ model: 'k2-tiny', messages: [{ role: 'user', content: 'Hi' }], max_tokens: -1 })],
+      [route('/v1/chat/completions'), JSON.stringify({ model: 'k2-tiny', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 9007199254740991 })],
+      [route('/v1/completions'), JSON.stringify({ model: 'k2-tiny', prompt: 'Once', temperature: -1 })],
+      [route('/v1/completions'), JSON.stringify({ model: 'k2-tiny', prompt: 'Once', top_p: 0 })],
+    ];
+    for (const [r, text] of outOfRange) {
+      const answer = await send(r, text);
+      expect(answer.status, `${r.path} ${text}: ${answer.body}`).toBeGreaterThanOrEqual(400);
+      expect(answer.status, `${r.path} ${text}: ${answer.body}`).toBeLessThan(500);
+      expectErrorShape(r, answer, answer.status);
+    }
+    // Maybe served, maybe refused, never a 5xx: -0, the smallest positive double, the largest safe seed.
+    const lenient: [Route, string][] = [
+      [route('/v1/generate'), withLiteral(generate, 'sampling.temperature', '-0')],
+      [route('/v1/generate'), withLiteral(generate, 'sampling.top_p', '5e-324')],
+      [route('/v1/completions'), JSON.stringify({ model: 'k2-tiny', prompt: 'Once', max_tokens: 2, temperature: -0, seed: Number.MAX_SAFE_INTEGER })],
+      [route('/v1/chat/completions'), JSON.stringify({ model: 'k2-tiny', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2, seed: -Number.MAX_SAFE_INTEGER })],
+    ];
+    for (const [r, text] of lenient) {
+      const answer = await send(r, text);
+      expect(answer.status, `${r.path} ${text}: ${answer.body}`).toBeLessThan(500);
+      if (answer.status >= 400) expectErrorShape(r, answer, answer.status);
+    }
+    await expectStillServing();
+  });
 });

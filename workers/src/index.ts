@@ -46,8 +46,9 @@ const app = new Hono<AppEnv>();
 app.use(requestId());
 // W3C trace context for the request, passed on to the GPU node and named in the request log line.
 app.use(trace());
-// Oversized bodies are refused before anything reads, parses or tokenizes them.
-app.use('/v1/*', bodySize());
+// Oversized bodies are refused on every route, before anything authenticates, reads, parses or
+// tokenizes them: each route family has its own limit (middleware/body-size.ts).
+app.use(bodySize());
 app.use('/v1/*', auth());
 app.use('/v1/*', requestBilling());
 // Opt-in exact-match response cache (x-response-cache: use); marks x-response-cache-status.

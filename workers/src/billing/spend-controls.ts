@@ -39,6 +39,9 @@ export function budgetWire(s: BudgetState): BudgetWire {
   };
 }
 
+/** The most parameters D1 binds in one query. */
+const D1_MAX_PARAMS = 100;
+
 export interface KeyControls {
   budget: BudgetWire | null;
   allowed_models: string[] | null;
@@ -48,12 +51,17 @@ export interface KeyControls {
 export async function keyControls(env: Env, keys: { id: string; orgId: string }[]): Promise<Map<string, KeyControls>> {
   const out = new Map<string, KeyControls>();
   if (keys.length === 0) return out;
-  const ids = keys.map((k) => k.id);
   const d = drizzle(env.DB);
-  const [budgets, allowlists] = await d.batch([
-    d.select().from(keyBudgets).where(inArray(keyBudgets.keyId, ids)),
-    d.select().from(keyModelAllowlists).where(inArray(keyModelAllowlists.keyId, ids)),
-  ]);
+  // D1 binds at most 100 parameters per query: an org with more keys is read in slices.
+  const slices: string[][] = [];
+  for (let i = 0; i < keys.length; i += D1_MAX_PARAMS) slices.push(keys.slice(i, i + D1_MAX_PARAMS).map((k) => k.id));
+  const reads = await Promise.all(
+    slices.map((ids) =>
+      d.batch([d.select().from(keyBudgets).where(inArray(keyBudgets.keyId, ids)), d.select().from(keyModelAllowlists).where(inArray(keyModelAllowlists.keyId, ids))]),
+    ),
+  );
+  const budgets = reads.flatMap(([b]) => b);
+  const allowlists = reads.flatMap(([, a]) => a);
   const budgetOf = new Map(budgets.map((b) => [b.keyId, { limitMicros: b.limitMicros, period: b.period as BudgetPeriod, timeZone: b.timeZone }]));
   const allowOf = new Map(allowlists.map((a) => [a.keyId, a.models.split(' ').filter(Boolean)]));
   await Promise.all(
@@ -74,7 +82,9 @@ export async function changeKeyBudget(env: Env, orgId: string, keyId: string, bu
 /** 400 naming the first model the catalogue does not have. */
 export async function changeAllowedModels(env: Env, orgId: string, keyId: string, models: string[] | null): Promise<KeyControls> {
   if (models !== null) {
-    const known = new Set((await drizzle(env.DB).select({ id: modelsTable.id }).from(modelsTable).where(inArray(modelsTable.id, models))).map((m) => m.id));
+    // The whole catalogue (a few rows), not `IN (…models)`: an allowlist may name more models than
+    // D1 binds parameters in one query.
+    const known = new Set((await drizzle(env.DB).select({ id: modelsTable.id }).from(modelsTable)).map((m) => m.id));
     const index = models.findIndex((m) => !known.has(m));
     if (index >= 0) throw new InvalidRequestError(`models.${index}: the model '${models[index]}' does not exist`, `models.${index}`, 'model_not_found');
   }

@@ -8,6 +8,7 @@
  */
 import Stripe from 'stripe';
 import { InvalidRequestError, PaymentProviderError, StripeNotConfiguredError, StripeSignatureError } from '../errors.ts';
+import { stripeEventEnvelope } from '../schemas/stripe-event.ts';
 
 export const MICROS_PER_CENT = 10_000;
 /** Smallest top-up: $5 (Stripe's own minimum is $0.50; below $5 its fee is a large share). */
@@ -100,14 +101,23 @@ export async function verifyWebhook(env: Env, payload: string, signature: string
   const secret = settings(env).STRIPE_WEBHOOK_SECRET;
   if (!secret) throw new StripeNotConfiguredError('STRIPE_WEBHOOK_SECRET');
   if (!signature) throw new StripeSignatureError('no Stripe-Signature header');
+  let event: Stripe.Event;
   try {
-    return await Stripe.webhooks.constructEventAsync(payload, signature, secret, undefined, Stripe.createSubtleCryptoProvider());
+    event = await Stripe.webhooks.constructEventAsync(payload, signature, secret, undefined, Stripe.createSubtleCryptoProvider());
   } catch (err) {
     if (err instanceof Stripe.errors.StripeSignatureVerificationError) throw new StripeSignatureError(err.message);
     // Signed but not JSON: only a holder of the secret can send it, still a client error.
     if (err instanceof SyntaxError) throw new InvalidRequestError(`webhook body is not JSON: ${err.message}`);
     throw err;
   }
+  // Signed JSON that is not an event (null, an array, no data.object) is a client error too.
+  const envelope = stripeEventEnvelope.safeParse(event);
+  if (!envelope.success) {
+    const issue = envelope.error.issues[0];
+    const param = issue.path.length ? issue.path.join('.') : null;
+    throw new InvalidRequestError(`webhook body is not a Stripe event: ${param ? `${param}: ` : ''}${issue.message}`, param);
+  }
+  return event;
 }
 
 /** The answer of both checkout routes: where to send the payer, and what paying it grants. */

@@ -21,7 +21,8 @@ import { TopupNotGrantedError } from '../errors.ts';
 import { grantToOrg } from './grants.ts';
 import { recordRefund } from './ledger.ts';
 import { orgAccount } from './request-billing.ts';
-import { MICROS_PER_CENT, TOPUP_PURPOSE } from './stripe.ts';
+import { firstIssue, paidSessionFields, refundedChargeFields } from '../schemas/stripe-event.ts';
+import { MAX_TOPUP_CENTS, MICROS_PER_CENT, TOPUP_PURPOSE } from './stripe.ts';
 
 export type EventOutcome =
   | { action: 'granted'; orgId: string; topupId: string; ledgerId: number; amountMicros: number }
@@ -43,6 +44,9 @@ export async function applyStripeEvent(env: Env, event: Stripe.Event): Promise<E
 }
 
 async function applyPaidSession(env: Env, event: Stripe.Event, session: Stripe.Checkout.Session): Promise<EventOutcome> {
+  // Fields of the wrong type (only a holder of the webhook secret could send them) are never bound into a query.
+  const fields = paidSessionFields.safeParse(session);
+  if (!fields.success) return { action: 'ignored', reason: `session is malformed (${firstIssue(fields.error)})` };
   if (session.metadata?.purpose !== TOPUP_PURPOSE) return { action: 'ignored', reason: 'not a top-up session' };
   // A delayed payment method completes the session unpaid; async_payment_succeeded pays it later.
   if (session.payment_status !== 'paid') return { action: 'ignored', reason: `session payment_status is ${session.payment_status}` };
@@ -51,6 +55,9 @@ async function applyPaidSession(env: Env, event: Stripe.Event, session: Stripe.C
   if (session.currency !== 'usd') return { action: 'ignored', reason: `currency ${session.currency} is not usd` };
   const amountCents = session.amount_total ?? 0;
   if (!Number.isSafeInteger(amountCents) || amountCents <= 0) return { action: 'ignored', reason: `amount_total ${session.amount_total} is not a positive amount` };
+  // The edge creates top-up sessions of at most MAX_TOPUP_CENTS; a larger one is not ours, and its
+  // micro-dollars (cents × 10 000) could pass 2^53, where sums stop being exact.
+  if (amountCents > MAX_TOPUP_CENTS) return { action: 'ignored', reason: `amount_total ${amountCents} is above the largest top-up (${MAX_TOPUP_CENTS} cents)` };
 
   const amountMicros = amountCents * MICROS_PER_CENT;
   const paymentIntent = typeof session.payment_intent === 'string' ? session.payment_intent : (session.payment_intent?.id ?? null);
@@ -73,6 +80,8 @@ async function applyPaidSession(env: Env, event: Stripe.Event, session: Stripe.C
 }
 
 async function applyRefund(env: Env, event: Stripe.Event, charge: Stripe.Charge): Promise<EventOutcome> {
+  const fields = refundedChargeFields.safeParse(charge);
+  if (!fields.success) return { action: 'ignored', reason: `charge is malformed (${firstIssue(fields.error)})` };
   const paymentIntent = typeof charge.payment_intent === 'string' ? charge.payment_intent : (charge.payment_intent?.id ?? null);
   if (!paymentIntent) return { action: 'ignored', reason: 'charge has no payment_intent' };
   const topup = await topupByPaymentIntent(env.DB, paymentIntent);

@@ -129,8 +129,9 @@ export function priceInForce(rows: readonly PriceRow[], at: number): PriceRow | 
   return rows.find((r) => r.effectiveFrom <= at);
 }
 
-export async function insertPrice(db: Db, row: typeof prices.$inferInsert): Promise<PriceRow> {
-  const [inserted] = await db.insert(prices).values(row).returning();
+/** The new price row, or undefined when the model already has a price taking effect at that instant. */
+export async function insertPrice(db: Db, row: typeof prices.$inferInsert): Promise<PriceRow | undefined> {
+  const [inserted] = await db.insert(prices).values(row).onConflictDoNothing().returning();
   return inserted;
 }
 

@@ -101,6 +101,8 @@ export const admin = new Hono<AppEnv>()
       output: body.output,
       effectiveFrom,
     });
+    // One price per model per instant: which of two would apply is otherwise undefined.
+    if (!row) throw new InvalidRequestError(`model '${body.model}' already has a price taking effect at ${effectiveFrom}; choose another effective_from`, 'effective_from', 'conflict');
     return c.json(row, 201);
   })
 

@@ -1,6 +1,7 @@
 import { env } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { adminFetch, createTenant, expectReconciled } from '../../test/fixtures.ts';
+import { MAX_TOPUP_CENTS } from '../billing/stripe.ts';
 import { claimTopup } from '../db/topups.ts';
 import { spend } from '../../test/spend.ts';
 import { asyncPaymentSucceeded, callWorker, chargeRefunded, checkoutCompleted, deliver, stripeEnv, topUpSession } from '../../test/stripe-events.ts';
@@ -93,6 +94,30 @@ describe('POST /webhooks/stripe', () => {
     const foreign = topUpSession(orgId, 1_000, { metadata: { order: 'tshirt' } });
     expect(await (await deliver(checkoutCompleted(foreign))).json()).toMatchObject({ action: 'ignored', reason: 'not a top-up session' });
     expect(await ledger(orgId)).toHaveLength(1);
+  });
+
+  it('ignores a session above the largest top-up or with fields of the wrong type, and refuses a signed body that is not an event', async () => {
+    const { orgId } = await createTenant({ creditMicros: 0 });
+    // 2^53 - 1 cents would be 9e19 µ$: past exact integers, the ledger and the org object would drift apart.
+    for (const cents of [MAX_TOPUP_CENTS + 1, Number.MAX_SAFE_INTEGER]) {
+      const res = await deliver(checkoutCompleted(topUpSession(orgId, cents)));
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ action: 'ignored', reason: expect.stringContaining('above the largest top-up') });
+    }
+    for (const overrides of [{ client_reference_id: { $ne: null } }, { payment_intent: ['pi'] }, { id: 5 }, { metadata: 'prepaid_credit' }]) {
+      const res = await deliver(checkoutCompleted(topUpSession(orgId, 1_000, overrides)));
+      expect(res.status, JSON.stringify(overrides)).toBe(200);
+      expect(await res.json()).toMatchObject({ action: 'ignored', reason: expect.stringContaining('session is malformed') });
+    }
+    const charge = await deliver(chargeRefunded(topUpSession(orgId, 1_000, { payment_intent: { id: {} } }), 100));
+    expect(await charge.json()).toMatchObject({ action: 'ignored', reason: expect.stringContaining('charge is malformed') });
+    for (const body of [null, [], { id: 'evt_1', type: 'checkout.session.completed' }]) {
+      const res = await deliver(body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(await res.json()).toMatchObject({ error: { type: 'invalid_request_error', message: expect.stringContaining('not a Stripe event') } });
+    }
+    expect(await ledger(orgId)).toEqual([]);
+    await expectReconciled(orgId);
   });
 
   it('a refund debits the growth of the refunded total, once per event, in any order', async () => {

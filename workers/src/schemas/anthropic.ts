@@ -6,6 +6,7 @@
  * What each listed field does is in the README's API section.
  */
 import { z } from 'zod';
+import { NO_MESSAGES } from './openai.ts';
 
 /** Anthropic's prompt-caching marker. Our prefix cache is automatic, so it is accepted and changes nothing. */
 const cacheControl = z.object({ type: z.literal('ephemeral'), ttl: z.enum(['5m', '1h']).optional() }).strict().nullish();
@@ -78,7 +79,7 @@ const system = z.union([z.string(), z.array(textBlock)]);
 /** The prompt-shaping fields, shared by messages.create and count_tokens. */
 const promptFields = {
   model: z.string().min(1),
-  messages: z.array(anthropicMessage).min(1),
+  messages: z.array(anthropicMessage).min(1, NO_MESSAGES),
   system: system.optional(),
   tools: z.array(anthropicTool).optional(),
   tool_choice: toolChoice.optional(),

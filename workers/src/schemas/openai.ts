@@ -35,6 +35,9 @@ const sampling = {
   min_tokens: z.number().int().min(0).nullish(),
 };
 
+/** An empty conversation has nothing to answer: refused here, before any limit slot or credit is held. */
+export const NO_MESSAGES = 'must contain at least one message';
+
 const textPart = z.object({ type: z.literal('text'), text: z.string() }).loose();
 const content = z.union([z.string(), z.array(textPart).min(1)]);
 
@@ -92,7 +95,7 @@ const responseFormat = z.discriminatedUnion('type', [
 export const chatCompletionRequest = z
   .object({
     model: z.string().min(1),
-    messages: z.array(chatMessage).min(1),
+    messages: z.array(chatMessage).min(1, NO_MESSAGES),
     max_tokens: z.number().int().positive().nullish(),
     max_completion_tokens: z.number().int().positive().nullish(),
     tools: z.array(tool).optional(),
@@ -125,7 +128,10 @@ export const chatCompletionRequest = z
 export const completionRequest = z
   .object({
     model: z.string().min(1),
-    prompt: z.union([z.string(), z.array(z.string()).length(1, 'Only one prompt per request is supported.')]),
+    // An empty prompt has nothing to complete: refused here, before any limit slot or credit is held.
+    prompt: z
+      .union([z.string(), z.array(z.string()).length(1, 'Only one prompt per request is supported.')])
+      .refine((p) => (typeof p === 'string' ? p : p[0]) !== '', 'must not be empty: send the text to complete'),
     max_tokens: z.number().int().positive().nullish(),
     echo: z.boolean().nullish(),
     logprobs: z.number().int().min(0).max(5).nullish(),
@@ -143,7 +149,7 @@ export type CompletionRequest = z.infer<typeof completionRequest>;
 export const tokenCountRequest = z
   .object({
     model: z.string().min(1),
-    messages: z.array(chatMessage).min(1),
+    messages: z.array(chatMessage).min(1, NO_MESSAGES),
     tools: z.array(tool).optional(),
   })
   .strict();

@@ -77,7 +77,8 @@ const textFormat = z.discriminatedUnion('type', [
 export const responsesRequest = z
   .object({
     model: z.string().min(1),
-    input: z.union([z.string(), z.array(inputItem).min(1)]),
+    // Empty input has nothing to answer: refused here, before any limit slot or credit is held.
+    input: z.union([z.string(), z.array(inputItem).min(1, 'must contain at least one item')]).refine((i) => i !== '', 'must not be empty: send the text to answer'),
     instructions: z.string().nullish(),
     tools: z.array(functionTool).optional(),
     tool_choice: z
