@@ -31,6 +31,9 @@ export default defineConfig({
           setupFiles: ['./workers/test/apply-migrations.ts'],
           // Starts the GPU node (real when present) in Node; tests get its URL with inject('nodeUrl').
           globalSetup: ['./workers/test/global-setup.ts'],
+          // Route tests generate on the shared test node; on a busy 2-core machine a few generations
+          // in one test can pass vitest's 5 s default without anything being wrong.
+          testTimeout: 30_000,
         },
       }),
       defineProject({
