@@ -144,7 +144,7 @@ describe('OrgAccount', () => {
     const { orgId, stub } = await newOrg(5_000);
     await grantCredit(database(env.DB), orgId, 2_000, 'second top-up');
     expect((await stub.account(orgId)).balanceMicros).toBe(7_000);
-    const ledgerId = await grantCredit(database(env.DB), orgId, 3_000, 'after the mirror was built');
+    const ledgerId = (await grantCredit(database(env.DB), orgId, 3_000, 'after the mirror was built'))!;
     await stub.grant(orgId, ledgerId, 3_000);
     await stub.grant(orgId, ledgerId, 3_000);
     // A row the mirror already summed is not added again.

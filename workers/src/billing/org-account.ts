@@ -22,6 +22,7 @@
  * the room left in its period (limits/key-budgets.ts), so a key's charges never pass its cap.
  */
 import { DurableObject } from 'cloudflare:workers';
+import { grantRefusal } from './credit-ceilings.ts';
 import { closeReservation, ledgerBalance } from './ledger.ts';
 import type { Admission, WindowState } from './limits/lease-window.ts';
 import { WINDOW_MS } from './limits/lease-window.ts';
@@ -354,15 +355,23 @@ export class OrgAccount extends DurableObject<Env> {
     return settled;
   }
 
-  /** Adds credit from ledger row `ledgerId` (already written to D1). Applied at most once per row. */
-  async grant(orgId: string, ledgerId: number, amountMicros: number): Promise<AccountState> {
+  /**
+   * Adds credit from ledger row `ledgerId` (already written to D1). Applied at most once per row.
+   * Refuses (`refusal` set, nothing applied) an amount or a resulting balance past the ceilings
+   * (credit-ceilings.ts). The ledger refused such a grant before writing its row, and this balance
+   * is never above the ledger's, so a refusal here means the two stores already disagree: it is
+   * left for reconcile.ts to report rather than widened.
+   */
+  async grant(orgId: string, ledgerId: number, amountMicros: number): Promise<AccountState & { refusal?: string }> {
     const account = await this.#ready(orgId);
     // Rows up to ledgerThroughId were in the sum the mirror was built from.
     if (ledgerId <= account.ledgerThroughId) return this.#state();
     const sql = this.ctx.storage.sql;
     if (sql.exec('SELECT 1 FROM grants WHERE ledger_id = ?', ledgerId).toArray().length > 0) return this.#state();
+    const refusal = grantRefusal(amountMicros, account.balanceMicros);
+    if (refusal) return { ...this.#state(), refusal };
     sql.exec('INSERT INTO grants (ledger_id, amount_micros) VALUES (?, ?)', ledgerId, amountMicros);
-    this.#setBalance(Math.max(0, account.balanceMicros + amountMicros));
+    this.#setBalance(account.balanceMicros + amountMicros);
     this.#checkAlerts(() => this.#alerts.balanceChanged(account.orgId, account.balanceMicros, Date.now()));
     const state = this.#state();
     await this.#flushAlerts();
