@@ -186,9 +186,9 @@ export interface ReservationRecord {
 
 /**
  * The reservation record of a request, written once its outcome is known (the request path writes
- * nothing to D1: the object holds open reservations). 'settled' with what was charged, or 'expired'
- * (released unused, by the object's alarm). A settle may still follow an expiry (the request did
- * finish, late), never the other way round. Without the reservation's details (a request the
+ * nothing to D1: the object holds open reservations). 'settled' with what the settle charged, or
+ * 'expired' (charged and released by the object's alarm). A settle may still follow an expiry (the
+ * request did finish, late; its charge is then what the expiry did not take), never the other way round. Without the reservation's details (a request the
  * object never admitted) only an existing record is updated.
  */
 function reservationOutcome(d: Db, r: ReservationRecord | null, requestId: string, status: 'settled' | 'expired', chargedMicros: number, at: number) {
@@ -201,15 +201,38 @@ function reservationOutcome(d: Db, r: ReservationRecord | null, requestId: strin
     .onConflictDoUpdate({ target: creditReservations.requestId, set: outcome, setWhere: replaceable });
 }
 
-export async function closeReservation(
-  d1: D1Database | Db,
-  r: ReservationRecord,
-  status: 'settled' | 'expired',
-  chargedMicros: number,
-  at: number,
-): Promise<void> {
-  await reservationOutcome(db(d1), r, r.requestId, status, chargedMicros, at);
+/**
+ * A reservation that expired unsettled, as its org's object charged it (OrgAccount.#expire): its
+ * reservation record ('expired', with the charge) and, for a charge above 0, the ledger debit, in
+ * one D1 batch. The debit is an 'expiry' row under "expiry:<request id>", apart from the request's
+ * own usage row: a late settle writes that row with only what the expiry did not charge. Each write
+ * is unique, so the alarm may repeat it after a lost answer.
+ */
+export async function recordExpiry(d1: D1Database | Db, r: ReservationRecord, chargedMicros: number, at: number): Promise<void> {
+  const d = db(d1);
+  const record = reservationOutcome(d, r, r.requestId, 'expired', chargedMicros, at);
+  if (chargedMicros === 0) {
+    await record;
+    return;
+  }
+  await d.batch([
+    d
+      .insert(creditLedger)
+      .values({
+        orgId: r.orgId,
+        amountMicros: -chargedMicros,
+        kind: 'expiry',
+        requestId: expiryEntryId(r.requestId),
+        note: `request ${r.requestId}: reservation expired unsettled`,
+        createdAt: at,
+      })
+      .onConflictDoNothing(),
+    record,
+  ]);
 }
+
+/** The ledger entry id of a request's expiry charge. */
+export const expiryEntryId = (requestId: string): string => `expiry:${requestId}`;
 
 export async function reservationRecord(d1: D1Database | Db, requestId: string) {
   const rows = await db(d1).select().from(creditReservations).where(eq(creditReservations.requestId, requestId));
