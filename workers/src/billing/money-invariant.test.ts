@@ -23,7 +23,8 @@ import { MICROS_PER_CENT } from './stripe.ts';
 import { loadStatement, parseMonth } from './statement.ts';
 
 const wide = { rpm: 1_000_000, tpm: 1_000_000_000, concurrency: 10_000 };
-const ABANDONED_TTL_MS = 300;
+/** Long enough that every abandoned request of a run is admitted before the first expires, even on a loaded machine. */
+const ABANDONED_TTL_MS = 1_000;
 
 type Op =
   | { kind: 'grant'; amount: number }

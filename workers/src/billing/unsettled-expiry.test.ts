@@ -16,7 +16,7 @@ import { loadStatement, parseMonth } from './statement.ts';
 
 const wide = { rpm: 10_000, tpm: 10_000_000, concurrency: 10_000 };
 /** Short enough to wait out in a test, long enough that a report made right after admission is in time. */
-const TTL_MS = 400;
+const TTL_MS = 1_000;
 const PROMPT = 2_000;
 const MAX_TOKENS = 2_000;
 
