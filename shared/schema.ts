@@ -140,11 +140,15 @@ export const creditLedger = sqliteTable(
     id: integer('id').primaryKey({ autoIncrement: true }),
     orgId: text('org_id').notNull().references(() => organizations.id),
     amountMicros: integer('amount_micros').notNull(),
-    /** "grant" | "usage" | "refund" (a Stripe refund taking back credit it paid for) */
+    /**
+     * "grant" | "usage" | "refund" (a Stripe refund taking back credit it paid for) | "expiry" (a
+     * reservation that expired unsettled, charged what its stream last reported delivered)
+     */
     kind: text('kind').notNull(),
     /**
      * Unique entry id: the request id of a usage debit, "grant:<Idempotency-Key>" of an admin grant,
-     * "stripe:<event id>" of a Stripe top-up or refund; NULL for a grant without one.
+     * "stripe:<event id>" of a Stripe top-up or refund, "expiry:<request id>" of an expiry; NULL for
+     * a grant without one.
      */
     requestId: text('request_id'),
     note: text('note').notNull().default(''),

@@ -87,6 +87,14 @@ export class InsufficientCreditError extends ApiError {
   }
 }
 
+/** A grant refused by the credit ceilings (billing/credit-ceilings.ts): nothing was granted. */
+export class CreditCeilingError extends ApiError {
+  constructor(reason: string) {
+    super(400, `Credit not granted: ${reason}.`, { type: 'invalid_request_error', param: 'amount_micros', code: 'credit_ceiling_exceeded' });
+    this.name = 'CreditCeilingError';
+  }
+}
+
 /** A Stripe route on a deployment without its Stripe secret (`wrangler secret put <name>`). */
 export class StripeNotConfiguredError extends ApiError {
   constructor(missing: 'STRIPE_SECRET_KEY' | 'STRIPE_WEBHOOK_SECRET') {

@@ -67,14 +67,17 @@ describe('key budgets in OrgAccount', () => {
     const { orgId, stub } = await newOrg(1_000_000);
     const budget = daily(10_000);
     const limits = { org: wide, key: wide };
-    expect((await stub.admit({ orgId, requestId: 'hung', keyId: 'k', amountMicros: 8_000, tokens: 10, limits, budget, ttlMs: 1 })).ok).toBe(true);
-    await new Promise((r) => setTimeout(r, 5));
+    expect((await stub.admit({ orgId, requestId: 'hung', keyId: 'k', amountMicros: 8_000, tokens: 10, limits, budget, ttlMs: 100 })).ok).toBe(true);
+    await stub.progress({ orgId, requestId: 'hung', deliveredMicros: 1_000 });
+    await new Promise((r) => setTimeout(r, 150));
     await runDurableObjectAlarm(stub);
-    // The expired hold's room went to another request, which spent all of it.
+    // The expiry charged the 1 000 reported, in the key's period too.
+    expect(await stub.keyBudget(orgId, 'k', budget)).toMatchObject({ spentMicros: 1_000 });
+    // The expired hold's room went to another request, which spent 8 000 of the 9 000 left.
     expect((await stub.admit({ orgId, requestId: 'next', keyId: 'k', amountMicros: 8_000, tokens: 10, limits, budget })).ok).toBe(true);
     expect((await stub.settle({ orgId, requestId: 'next', costMicros: 8_000, tokens: 10 })).chargedMicros).toBe(8_000);
-    // The hung request reports its tokens: charged only the 2 000 left, the rest is overrun.
-    expect(await stub.settle({ orgId, requestId: 'hung', costMicros: 8_000, tokens: 10 })).toMatchObject({ chargedMicros: 2_000, overrunMicros: 6_000 });
+    // The hung request settles at 8 000: 7 000 more is due, the 1 000 left is charged, the rest is overrun.
+    expect(await stub.settle({ orgId, requestId: 'hung', costMicros: 8_000, tokens: 10 })).toMatchObject({ chargedMicros: 1_000, overrunMicros: 6_000 });
     expect(await stub.keyBudget(orgId, 'k', budget)).toMatchObject({ spentMicros: 10_000 });
   });
 

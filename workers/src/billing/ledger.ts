@@ -5,7 +5,9 @@
  */
 import { and, eq, ne, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/d1';
+import { QueryBuilder } from 'drizzle-orm/sqlite-core';
 import { creditLedger, creditReservations, topups, usageEvents } from '../../../shared/schema.ts';
+import { MAX_BALANCE_MICROS } from './credit-ceilings.ts';
 
 export type UsageEventRow = typeof usageEvents.$inferSelect;
 export type NewUsageEvent = typeof usageEvents.$inferInsert;
@@ -48,17 +50,39 @@ export async function ledgerBalances(d1: D1Database | Db): Promise<Map<string, n
  * Writes a grant row and returns its id: the org's Durable Object applies each grant row once, by
  * this id. With `entryId` (e.g. "grant:<Idempotency-Key>") the row is unique on it: a second call
  * writes nothing and returns the first row's id, so a retried grant is never doubled.
+ *
+ * The row is written only if the org's ledger balance plus the grant stays within
+ * MAX_BALANCE_MICROS, checked by the insert itself (one statement, so two grants at once cannot
+ * both pass on the same balance). Returns null when refused: no row was written. The object's
+ * balance is never above the ledger's (debits reach the object first, grants the ledger first), so
+ * a grant the ledger took always fits the object too.
  */
-export async function grantCredit(d1: D1Database | Db, orgId: string, amountMicros: number, note: string, entryId?: string): Promise<number> {
+export async function grantCredit(d1: D1Database | Db, orgId: string, amountMicros: number, note: string, entryId?: string): Promise<number | null> {
   const d = db(d1);
+  const ledgerSum = sql`(select coalesce(sum(${creditLedger.amountMicros}), 0) from ${creditLedger} where ${creditLedger.orgId} = ${orgId})`;
   const [row] = await d
     .insert(creditLedger)
-    .values({ orgId, amountMicros, kind: 'grant', note, requestId: entryId ?? null, createdAt: Date.now() })
+    .select(
+      new QueryBuilder()
+        .select({
+          id: sql`null`.as('id'),
+          orgId: sql`${orgId}`.as('org_id'),
+          amountMicros: sql`${amountMicros}`.as('amount_micros'),
+          kind: sql`'grant'`.as('kind'),
+          requestId: sql`${entryId ?? null}`.as('request_id'),
+          note: sql`${note}`.as('note'),
+          createdAt: sql`${Date.now()}`.as('created_at'),
+        })
+        .from(sql`(select 1)`)
+        .where(sql`${ledgerSum} + ${amountMicros} <= ${MAX_BALANCE_MICROS}`),
+    )
     .onConflictDoNothing()
     .returning({ id: creditLedger.id });
   if (row) return row.id;
-  const [first] = await d.select({ id: creditLedger.id }).from(creditLedger).where(eq(creditLedger.requestId, entryId!));
-  return first.id;
+  if (entryId === undefined) return null;
+  // Either this entry was granted before (a retry: its row stands), or the ceiling refused it.
+  const [first] = await d.select({ id: creditLedger.id }).from(creditLedger).where(eq(creditLedger.requestId, entryId));
+  return first?.id ?? null;
 }
 
 export interface RefundEntry {
@@ -162,9 +186,9 @@ export interface ReservationRecord {
 
 /**
  * The reservation record of a request, written once its outcome is known (the request path writes
- * nothing to D1: the object holds open reservations). 'settled' with what was charged, or 'expired'
- * (released unused, by the object's alarm). A settle may still follow an expiry (the request did
- * finish, late), never the other way round. Without the reservation's details (a request the
+ * nothing to D1: the object holds open reservations). 'settled' with what the settle charged, or
+ * 'expired' (charged and released by the object's alarm). A settle may still follow an expiry (the
+ * request did finish, late; its charge is then what the expiry did not take), never the other way round. Without the reservation's details (a request the
  * object never admitted) only an existing record is updated.
  */
 function reservationOutcome(d: Db, r: ReservationRecord | null, requestId: string, status: 'settled' | 'expired', chargedMicros: number, at: number) {
@@ -177,15 +201,38 @@ function reservationOutcome(d: Db, r: ReservationRecord | null, requestId: strin
     .onConflictDoUpdate({ target: creditReservations.requestId, set: outcome, setWhere: replaceable });
 }
 
-export async function closeReservation(
-  d1: D1Database | Db,
-  r: ReservationRecord,
-  status: 'settled' | 'expired',
-  chargedMicros: number,
-  at: number,
-): Promise<void> {
-  await reservationOutcome(db(d1), r, r.requestId, status, chargedMicros, at);
+/**
+ * A reservation that expired unsettled, as its org's object charged it (OrgAccount.#expire): its
+ * reservation record ('expired', with the charge) and, for a charge above 0, the ledger debit, in
+ * one D1 batch. The debit is an 'expiry' row under "expiry:<request id>", apart from the request's
+ * own usage row: a late settle writes that row with only what the expiry did not charge. Each write
+ * is unique, so the alarm may repeat it after a lost answer.
+ */
+export async function recordExpiry(d1: D1Database | Db, r: ReservationRecord, chargedMicros: number, at: number): Promise<void> {
+  const d = db(d1);
+  const record = reservationOutcome(d, r, r.requestId, 'expired', chargedMicros, at);
+  if (chargedMicros === 0) {
+    await record;
+    return;
+  }
+  await d.batch([
+    d
+      .insert(creditLedger)
+      .values({
+        orgId: r.orgId,
+        amountMicros: -chargedMicros,
+        kind: 'expiry',
+        requestId: expiryEntryId(r.requestId),
+        note: `request ${r.requestId}: reservation expired unsettled`,
+        createdAt: at,
+      })
+      .onConflictDoNothing(),
+    record,
+  ]);
 }
+
+/** The ledger entry id of a request's expiry charge. */
+export const expiryEntryId = (requestId: string): string => `expiry:${requestId}`;
 
 export async function reservationRecord(d1: D1Database | Db, requestId: string) {
   const rows = await db(d1).select().from(creditReservations).where(eq(creditReservations.requestId, requestId));

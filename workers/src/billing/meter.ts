@@ -38,7 +38,7 @@ export interface MeterInfo {
 export class UsageMeter {
   readonly info: MeterInfo;
   private readonly env: Env;
-  private readonly billing: Pick<RequestBilling, 'settle' | 'reservation'>;
+  private readonly billing: Pick<RequestBilling, 'settle' | 'reservation' | 'progress'>;
   private promptTokens: number;
   private cachedTokens = 0;
   private completionTokens = 0;
@@ -52,7 +52,7 @@ export class UsageMeter {
   private recorded: Promise<UsageMessage> | undefined;
 
   /** `promptTokens` is the edge's own count, used until the node reports its start event. */
-  constructor(env: Env, info: MeterInfo, promptTokens: number, billing: Pick<RequestBilling, 'settle' | 'reservation'>) {
+  constructor(env: Env, info: MeterInfo, promptTokens: number, billing: Pick<RequestBilling, 'settle' | 'reservation' | 'progress'>) {
     this.env = env;
     this.billing = billing;
     this.info = info;
@@ -75,10 +75,17 @@ export class UsageMeter {
     this.estimated = true;
   }
 
-  /** `count` completion tokens were handed to the client. */
+  /**
+   * `count` completion tokens were handed to the client. Now and then (request-billing.ts throttles)
+   * their cost so far goes to the org's object, which charges it if the request is never settled.
+   */
   sent(count: number): void {
     if (count > 0) this.firstSentAt ??= Date.now();
     this.completionTokens += count;
+    if (this.recorded) return;
+    this.billing.progress(() =>
+      costMicros(this.info.price, { promptTokens: this.promptTokens, cachedTokens: this.cachedTokens, completionTokens: this.completionTokens }),
+    );
   }
 
   usage(): Usage {

@@ -90,24 +90,25 @@ describe('OrgAccount', () => {
     expect((await stub.account(orgId)).balanceMicros).toBe(9_300);
   });
 
-  it('releases a stale reservation on its alarm; a late settle still charges once', async () => {
+  it('charges a stale reservation what it reported delivered on its alarm; a late settle charges the rest, once', async () => {
     const { orgId, stub } = await newOrg(10_000);
-    expect(await reserve(stub, { orgId, requestId: 'hung', keyId: 'k', amountMicros: 9_000, ttlMs: 1 })).toMatchObject({ ok: true });
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    // The 1 ms alarm may already have fired on its own; otherwise run it now. No call to the
-    // object in between, so only the alarm can have released the hold.
+    expect(await reserve(stub, { orgId, requestId: 'hung', keyId: 'k', amountMicros: 9_000, ttlMs: 100 })).toMatchObject({ ok: true });
+    expect(await stub.progress({ orgId, requestId: 'hung', deliveredMicros: 300 })).toMatchObject({ status: 'recorded', deliveredMicros: 300 });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    // The alarm may already have fired on its own; otherwise run it now. No call to the object in
+    // between, so only the alarm can have released the hold.
     await runDurableObjectAlarm(stub);
     expect(await stub.getReservation('hung')).toBeNull();
-    expect(await stub.account(orgId)).toMatchObject({ balanceMicros: 10_000, reservedMicros: 0, availableMicros: 10_000 });
-    // The alarm writes the expiry to D1 after releasing the hold; it may still be on its way.
-    await vi.waitFor(async () => expect(await reservationRecord(env.DB, 'hung')).toMatchObject({ status: 'expired', chargedMicros: 0, amountMicros: 9_000, keyId: 'k' }));
-    // The request did produce tokens before it was lost track of: bill them, once.
+    expect(await stub.account(orgId)).toMatchObject({ balanceMicros: 9_700, reservedMicros: 0, availableMicros: 9_700 });
+    // The alarm writes the expiry to D1 after charging it; it may still be on its way.
+    await vi.waitFor(async () => expect(await reservationRecord(env.DB, 'hung')).toMatchObject({ status: 'expired', chargedMicros: 300, amountMicros: 9_000, keyId: 'k' }));
+    // The request did finish, late, having cost 400: the expiry took 300 of it, the settle the other 100.
     expect(await stub.settle({ orgId, requestId: 'hung', costMicros: 400, tokens: 3 })).toMatchObject({
       status: 'settled',
       reservedMicros: 9_000,
-      chargedMicros: 400,
+      chargedMicros: 100,
     });
-    expect(await stub.settle({ orgId, requestId: 'hung', costMicros: 400, tokens: 3 })).toMatchObject({ status: 'duplicate' });
+    expect(await stub.settle({ orgId, requestId: 'hung', costMicros: 400, tokens: 3 })).toMatchObject({ status: 'duplicate', chargedMicros: 100 });
     expect((await stub.account(orgId)).balanceMicros).toBe(9_600);
   });
 
@@ -127,14 +128,16 @@ describe('OrgAccount', () => {
 
   it('a settle after expiry charges within what was reserved and what is left, never below zero', async () => {
     const { orgId, stub } = await newOrg(1_000);
-    await reserve(stub, { orgId, requestId: 'late', keyId: 'k', amountMicros: 1_000, ttlMs: 1 });
-    await new Promise((r) => setTimeout(r, 5));
+    await reserve(stub, { orgId, requestId: 'late', keyId: 'k', amountMicros: 1_000, ttlMs: 100 });
+    await stub.progress({ orgId, requestId: 'late', deliveredMicros: 100 });
+    await new Promise((r) => setTimeout(r, 150));
     await runDurableObjectAlarm(stub);
-    // The hold is gone: another request takes most of the balance meanwhile.
+    // The expiry charged the 100 reported; the hold is gone: another request takes most of the rest.
     await reserve(stub, { orgId, requestId: 'other', keyId: 'k', amountMicros: 800 });
     await stub.settle({ orgId, requestId: 'other', costMicros: 800, tokens: 1 });
+    // 900 cost − 100 already charged = 800 due, of which the balance holds 100.
     expect(await stub.settle({ orgId, requestId: 'late', costMicros: 900, tokens: 1 })).toMatchObject({
-      chargedMicros: 200,
+      chargedMicros: 100,
       overrunMicros: 700,
       account: { balanceMicros: 0 },
     });
@@ -144,7 +147,7 @@ describe('OrgAccount', () => {
     const { orgId, stub } = await newOrg(5_000);
     await grantCredit(database(env.DB), orgId, 2_000, 'second top-up');
     expect((await stub.account(orgId)).balanceMicros).toBe(7_000);
-    const ledgerId = await grantCredit(database(env.DB), orgId, 3_000, 'after the mirror was built');
+    const ledgerId = (await grantCredit(database(env.DB), orgId, 3_000, 'after the mirror was built'))!;
     await stub.grant(orgId, ledgerId, 3_000);
     await stub.grant(orgId, ledgerId, 3_000);
     // A row the mirror already summed is not added again.

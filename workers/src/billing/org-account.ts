@@ -22,7 +22,8 @@
  * the room left in its period (limits/key-budgets.ts), so a key's charges never pass its cap.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { closeReservation, ledgerBalance } from './ledger.ts';
+import { grantRefusal } from './credit-ceilings.ts';
+import { ledgerBalance, recordExpiry } from './ledger.ts';
 import type { Admission, WindowState } from './limits/lease-window.ts';
 import { WINDOW_MS } from './limits/lease-window.ts';
 import type { Limits } from './limits/plans.ts';
@@ -50,7 +51,11 @@ export interface Reservation {
   keyId: string;
   amountMicros: number;
   createdAt: number;
+  /** Pushed back by `ttlMs` on every progress report, so a generation still streaming never expires. */
   expiresAt: number;
+  ttlMs: number;
+  /** The cost delivered to the client so far, as last reported by the meter; null: never reported. */
+  deliveredMicros: number | null;
 }
 
 export interface AccountState {
@@ -130,6 +135,20 @@ export interface Settlement {
   account: AccountState;
 }
 
+export interface ProgressInput {
+  orgId: string;
+  requestId: string;
+  /** Cost of what has reached the client so far (the meter's count at the request's price). */
+  deliveredMicros: number;
+}
+
+export type ProgressResult =
+  /** Recorded (the largest report wins, capped at the reservation) and the expiry pushed back. */
+  | { status: 'recorded'; deliveredMicros: number; expiresAt: number }
+  /** No open reservation: the request already settled or expired; a settle will bill it. */
+  | { status: 'closed' }
+  | { status: 'invalid'; message: string };
+
 export interface RefundInput {
   orgId: string;
   /** The ledger entry the debit will be written under ("stripe:<event id>"): one decision per entry. */
@@ -185,6 +204,9 @@ export class OrgAccount extends DurableObject<Env> {
       sql.exec(`CREATE TABLE IF NOT EXISTS reservations (
         request_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, amount_micros INTEGER NOT NULL,
         created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)`);
+      // Progress reports (delivered so far, the TTL each report renews), added to older objects' tables.
+      addMissingColumn(sql, 'reservations', 'ttl_ms', `INTEGER NOT NULL DEFAULT ${DEFAULT_RESERVATION_TTL_MS}`);
+      addMissingColumn(sql, 'reservations', 'delivered_micros', 'INTEGER');
       sql.exec(`CREATE TABLE IF NOT EXISTS settlements (
         request_id TEXT PRIMARY KEY, reserved_micros INTEGER NOT NULL, charged_micros INTEGER NOT NULL,
         overrun_micros INTEGER NOT NULL DEFAULT 0, outcome TEXT NOT NULL, settled_at INTEGER NOT NULL)`);
@@ -192,6 +214,7 @@ export class OrgAccount extends DurableObject<Env> {
       sql.exec(`CREATE TABLE IF NOT EXISTS unrecorded_expiries (
         request_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, amount_micros INTEGER NOT NULL,
         created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, expired_at INTEGER NOT NULL)`);
+      addMissingColumn(sql, 'unrecorded_expiries', 'charged_micros', 'INTEGER NOT NULL DEFAULT 0');
       sql.exec(`CREATE TABLE IF NOT EXISTS grants (ledger_id INTEGER PRIMARY KEY, amount_micros INTEGER NOT NULL)`);
       const account = sql.exec<Row>('SELECT org_id, balance_micros, ledger_through_id FROM account').toArray()[0];
       if (account) {
@@ -208,6 +231,8 @@ export class OrgAccount extends DurableObject<Env> {
           amountMicros: Number(r.amount_micros),
           createdAt: Number(r.created_at),
           expiresAt: Number(r.expires_at),
+          ttlMs: Number(r.ttl_ms),
+          deliveredMicros: r.delivered_micros === null ? null : Number(r.delivered_micros),
         });
       }
       this.#windows = new LeaseWindows(sql, 'window_leases');
@@ -272,15 +297,18 @@ export class OrgAccount extends DurableObject<Env> {
       amountMicros: input.amountMicros,
       createdAt: now,
       expiresAt: now + ttlMs,
+      ttlMs,
+      deliveredMicros: null,
     };
     this.#reservations.set(reservation.requestId, reservation);
     this.ctx.storage.sql.exec(
-      'INSERT INTO reservations (request_id, key_id, amount_micros, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
+      'INSERT INTO reservations (request_id, key_id, amount_micros, created_at, expires_at, ttl_ms) VALUES (?, ?, ?, ?, ?, ?)',
       reservation.requestId,
       reservation.keyId,
       reservation.amountMicros,
       reservation.createdAt,
       reservation.expiresAt,
+      reservation.ttlMs,
     );
     await this.#scheduleAlarm();
     // Only a changed threshold can leave an event here; sending it is not the request's wait.
@@ -300,7 +328,9 @@ export class OrgAccount extends DurableObject<Env> {
    * the rest of its reservation, close its leases with the real token count. Idempotent: a second
    * settle of the same id changes nothing and returns the first one's charge, so the usage queue can
    * ask again after a lost answer and write the same debit. A settle after the reservation expired
-   * still charges (the tokens were produced), within what was reserved and what is left.
+   * (the request did finish, late) charges only what its expiry did not: the expiry took X (#expire),
+   * so this settle takes min(cost, reserved) − X more, when positive, within the balance and the
+   * key's budget; the request is never charged twice, nor past min(cost, reserved) beyond X.
    */
   async settle(input: SettleInput): Promise<Settlement> {
     if (!Number.isSafeInteger(input.costMicros) || input.costMicros < 0) {
@@ -325,12 +355,15 @@ export class OrgAccount extends DurableObject<Env> {
     const reservation = this.#reservations.get(input.requestId);
     // A request never admitted here reserved nothing, so it can be charged nothing.
     const reservedMicros = reservation?.amountMicros ?? Number(previous?.reserved_micros ?? 0);
+    // What its expiry already charged (0 unless it expired unsettled).
+    const expiredMicros = previous ? Number(previous.charged_micros) : 0;
     // Releasing this reservation first means its own hold never stands in the way of its charge.
     if (reservation) this.#dropReservation(input.requestId);
     // A key with a budget is charged no more than the room left in its period (key-budgets.ts).
     const budgetRoom = this.#budgets.room(input.requestId) ?? Number.MAX_SAFE_INTEGER;
-    const chargedMicros = Math.min(input.costMicros, reservedMicros, account.balanceMicros, budgetRoom);
-    const overrunMicros = input.costMicros - chargedMicros;
+    const dueMicros = Math.max(0, Math.min(input.costMicros, reservedMicros) - expiredMicros);
+    const chargedMicros = Math.min(dueMicros, account.balanceMicros, budgetRoom);
+    const overrunMicros = Math.max(0, input.costMicros - expiredMicros - chargedMicros);
     this.#setBalance(account.balanceMicros - chargedMicros);
     const budgetCharge = this.#budgets.settle(input.requestId, chargedMicros);
     this.#daily.finish(input.requestId, input.tokens);
@@ -354,15 +387,50 @@ export class OrgAccount extends DurableObject<Env> {
     return settled;
   }
 
-  /** Adds credit from ledger row `ledgerId` (already written to D1). Applied at most once per row. */
-  async grant(orgId: string, ledgerId: number, amountMicros: number): Promise<AccountState> {
+  /**
+   * The meter's report of a request still streaming: the cost delivered to the client so far. It is
+   * what an expiry charges if the request is never settled (#expire), and it pushes the expiry back
+   * by the reservation's TTL, so a generation that keeps reporting never expires mid-flight.
+   */
+  async progress(input: ProgressInput): Promise<ProgressResult> {
+    if (!Number.isSafeInteger(input.deliveredMicros) || input.deliveredMicros < 0) {
+      return { status: 'invalid', message: `deliveredMicros must be a non-negative safe integer, got ${input.deliveredMicros}` };
+    }
+    await this.#ready(input.orgId);
+    const now = Date.now();
+    this.#expire(now);
+    const reservation = this.#reservations.get(input.requestId);
+    if (!reservation) return { status: 'closed' };
+    // Reports may arrive out of order: the largest is the latest. Never more than was reserved.
+    reservation.deliveredMicros = Math.min(reservation.amountMicros, Math.max(reservation.deliveredMicros ?? 0, input.deliveredMicros));
+    reservation.expiresAt = now + reservation.ttlMs;
+    this.ctx.storage.sql.exec(
+      'UPDATE reservations SET delivered_micros = ?, expires_at = ? WHERE request_id = ?',
+      reservation.deliveredMicros,
+      reservation.expiresAt,
+      reservation.requestId,
+    );
+    await this.#scheduleAlarm();
+    return { status: 'recorded', deliveredMicros: reservation.deliveredMicros, expiresAt: reservation.expiresAt };
+  }
+
+  /**
+   * Adds credit from ledger row `ledgerId` (already written to D1). Applied at most once per row.
+   * Refuses (`refusal` set, nothing applied) an amount or a resulting balance past the ceilings
+   * (credit-ceilings.ts). The ledger refused such a grant before writing its row, and this balance
+   * is never above the ledger's, so a refusal here means the two stores already disagree: it is
+   * left for reconcile.ts to report rather than widened.
+   */
+  async grant(orgId: string, ledgerId: number, amountMicros: number): Promise<AccountState & { refusal?: string }> {
     const account = await this.#ready(orgId);
     // Rows up to ledgerThroughId were in the sum the mirror was built from.
     if (ledgerId <= account.ledgerThroughId) return this.#state();
     const sql = this.ctx.storage.sql;
     if (sql.exec('SELECT 1 FROM grants WHERE ledger_id = ?', ledgerId).toArray().length > 0) return this.#state();
+    const refusal = grantRefusal(amountMicros, account.balanceMicros);
+    if (refusal) return { ...this.#state(), refusal };
     sql.exec('INSERT INTO grants (ledger_id, amount_micros) VALUES (?, ?)', ledgerId, amountMicros);
-    this.#setBalance(Math.max(0, account.balanceMicros + amountMicros));
+    this.#setBalance(account.balanceMicros + amountMicros);
     this.#checkAlerts(() => this.#alerts.balanceChanged(account.orgId, account.balanceMicros, Date.now()));
     const state = this.#state();
     await this.#flushAlerts();
@@ -457,7 +525,7 @@ export class OrgAccount extends DurableObject<Env> {
         createdAt: Number(r.created_at),
         expiresAt: Number(r.expires_at),
       };
-      await closeReservation(this.env.DB, record, 'expired', 0, Number(r.expired_at));
+      await recordExpiry(this.env.DB, record, Number(r.charged_micros), Number(r.expired_at));
       sql.exec('DELETE FROM unrecorded_expiries WHERE request_id = ?', r.request_id);
     }
     await this.#scheduleAlarm();
@@ -572,30 +640,50 @@ export class OrgAccount extends DurableObject<Env> {
     }
   }
 
-  /** Stale reservations release their hold and are recorded as 'expired' (charged 0 unless settled later). */
+  /**
+   * A reservation past its expiry belongs to a request that will never settle on its own (the edge
+   * isolate died mid-stream, or hung): it is charged and its hold released. The charge follows the
+   * settle rule, min(cost, reserved, balance, key budget room), with cost = what the meter last
+   * reported delivered; a request that never reported is charged its whole reservation, since
+   * whatever it streamed was never counted anywhere else. A report of 0 delivered charges 0. The
+   * alarm writes the same number to the D1 ledger (recordExpiry). A late settle charges only the
+   * rest (settle()).
+   */
   #expire(now: number): void {
+    const account = this.#account!;
     for (const r of this.#reservations.values()) {
       if (r.expiresAt > now) continue;
       this.#dropReservation(r.requestId);
-      this.#budgets.release(r.requestId);
+      const budgetRoom = this.#budgets.room(r.requestId) ?? Number.MAX_SAFE_INTEGER;
+      const chargedMicros = Math.min(r.deliveredMicros ?? r.amountMicros, r.amountMicros, account.balanceMicros, budgetRoom);
+      this.#setBalance(account.balanceMicros - chargedMicros);
+      const budgetCharge = this.#budgets.expire(r.requestId, chargedMicros);
       const sql = this.ctx.storage.sql;
       sql.exec(
         `INSERT OR IGNORE INTO settlements (request_id, reserved_micros, charged_micros, outcome, settled_at)
-         VALUES (?, ?, 0, 'expired', ?)`,
+         VALUES (?, ?, ?, 'expired', ?)`,
         r.requestId,
         r.amountMicros,
+        chargedMicros,
         now,
       );
       sql.exec(
-        `INSERT OR IGNORE INTO unrecorded_expiries (request_id, key_id, amount_micros, created_at, expires_at, expired_at)
-         VALUES (?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO unrecorded_expiries (request_id, key_id, amount_micros, created_at, expires_at, expired_at, charged_micros)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
         r.requestId,
         r.keyId,
         r.amountMicros,
         r.createdAt,
         r.expiresAt,
         now,
+        chargedMicros,
       );
+      if (chargedMicros > 0) {
+        this.#checkAlerts(() => {
+          this.#alerts.balanceChanged(account.orgId, account.balanceMicros, now);
+          if (budgetCharge) this.#alerts.keySpent(account.orgId, budgetCharge, now);
+        });
+      }
     }
   }
 
@@ -638,3 +726,9 @@ export class OrgAccount extends DurableObject<Env> {
   }
 }
 
+
+/** Adds `column` to `table` in storage created before the column existed (SQLite has no ADD COLUMN IF NOT EXISTS). */
+function addMissingColumn(sql: SqlStorage, table: string, column: string, definition: string): void {
+  const columns = sql.exec<Row>(`PRAGMA table_info(${table})`).toArray().map((c) => String(c.name));
+  if (!columns.includes(column)) sql.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
+}

@@ -5,6 +5,9 @@
  *            the key's and the org's rpm / tpm / tpd / concurrency, the key's budget and the credit
  *            reservation, decided in one atomic step. Worst case held = prompt tokens at the
  *            cache-miss price + max_tokens at the output price.
+ *   progress → while a generation streams, the meter reports what it has delivered, at most once per
+ *            PROGRESS_INTERVAL_MS and off the stream's path: an expiry (the isolate died) charges
+ *            that, and each report renews the reservation's TTL.
  *   settle → the object charges min(real cost, reserved, balance) and returns that amount, which is
  *            what the ledger debits (meter.ts); the rest is released, the leases closed.
  *
@@ -42,6 +45,15 @@ export interface RequestParty {
   keyId: string;
 }
 
+/**
+ * Progress reports go at most this often. The report is an object call on waitUntil, never awaited
+ * by the stream, and the throttle check is one clock read per token batch, so the token path pays
+ * nothing else. A stream at 50–100 tokens/s reports every 250–500 tokens; if the isolate dies, at
+ * most this long of delivered tokens goes unbilled. Against the 15-minute TTL, 180 reports in a row
+ * would have to be lost before a live stream expired.
+ */
+export const PROGRESS_INTERVAL_MS = 5_000;
+
 /** How often the request path tries a settle before leaving it to the usage queue. */
 const SETTLE_ATTEMPTS = 3;
 const SETTLE_BACKOFF_MS = 50;
@@ -58,6 +70,8 @@ export class RequestBilling {
   readonly #limits: () => Promise<EffectiveLimits>;
   readonly #waitUntil: (p: Promise<unknown>) => void;
   readonly #ttlMs: number;
+  readonly #progressIntervalMs: number;
+  #lastProgressAt = 0;
   #admitted = false;
   #reservation: ReservationRecord | null = null;
   #settled: Promise<Settlement | null> | undefined;
@@ -68,12 +82,14 @@ export class RequestBilling {
     limits: EffectiveLimits | (() => Promise<EffectiveLimits>),
     waitUntil: (p: Promise<unknown>) => void,
     ttlMs = DEFAULT_RESERVATION_TTL_MS,
+    progressIntervalMs = PROGRESS_INTERVAL_MS,
   ) {
     this.#env = env;
     this.party = party;
     this.#limits = typeof limits === 'function' ? limits : () => Promise.resolve(limits);
     this.#waitUntil = waitUntil;
     this.#ttlMs = ttlMs;
+    this.#progressIntervalMs = progressIntervalMs;
   }
 
   get admitted(): boolean {
@@ -143,8 +159,29 @@ export class RequestBilling {
       throw new InsufficientCreditError();
     }
     this.#admitted = true;
+    this.#lastProgressAt = Date.now();
     this.#reservation = { orgId, ...result.reservation };
     this.headers = rateLimitHeaders(result.rates, result.daily);
+  }
+
+  /**
+   * Reports the cost delivered so far to the org's object, if the last report (or the admission) is
+   * at least the progress interval old; `deliveredMicros` is only evaluated then. Fire and forget:
+   * a lost report only leaves the previous one standing. Nothing once the request is settling.
+   */
+  progress(deliveredMicros: () => number): void {
+    if (!this.#admitted || this.#settled) return;
+    const now = Date.now();
+    if (now - this.#lastProgressAt < this.#progressIntervalMs) return;
+    this.#lastProgressAt = now;
+    const { requestId, orgId } = this.party;
+    const report = orgAccount(this.#env, orgId)
+      .progress({ orgId, requestId, deliveredMicros: deliveredMicros() })
+      .then((r) => {
+        if (r.status === 'invalid') console.warn(`progress ${requestId}: ${r.message}`);
+      })
+      .catch((err: unknown) => console.warn(`progress ${requestId} not recorded: ${String(err)}`));
+    this.#waitUntil(report);
   }
 
   /**

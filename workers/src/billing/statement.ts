@@ -49,15 +49,21 @@ export interface Statement {
   by_model: (StatementTotals & { model_id: string })[];
   by_key: (StatementTotals & { key_id: string })[];
   lines: (StatementTotals & { model_id: string; key_id: string })[];
-  /** closing = opening + granted − refunded − usage, each a sum of the month's ledger rows. */
+  /** closing = opening + granted − refunded − usage − expired, each a sum of the month's ledger rows. */
   credits: {
     opening_balance_micros: number;
     granted_micros: number;
     refunded_micros: number;
     usage_micros: number;
+    /**
+     * Charges of requests whose reservation expired unsettled (their stream's last reported delivered
+     * cost, or the reservation when none was reported); each is also an entry below. A request that
+     * settles after its expiry is a usage line charged only the rest.
+     */
+    expired_micros: number;
     closing_balance_micros: number;
-    /** The month's grants and refunds, oldest first (usage debits are the usage lines). */
-    entries: { ledger_id: number; kind: 'grant' | 'refund'; amount_micros: number; note: string; created_at: number; receipt_id: string | null }[];
+    /** The month's grants, refunds and expiry charges, oldest first (usage debits are the usage lines). */
+    entries: { ledger_id: number; kind: 'grant' | 'refund' | 'expiry'; amount_micros: number; note: string; created_at: number; receipt_id: string | null }[];
   };
 }
 
@@ -88,6 +94,7 @@ export function buildStatement(orgId: string, period: Period, lines: UsageLine[]
       granted_micros: ledger.grantedMicros,
       refunded_micros: ledger.refundedMicros,
       usage_micros: ledger.usageMicros,
+      expired_micros: ledger.expiredMicros,
       closing_balance_micros: ledger.closingMicros,
       entries: entries.map((e) => ({
         ledger_id: e.ledgerId,
@@ -136,6 +143,7 @@ export function statementCsv(s: Statement): string {
   rows.push(credit('credits_granted', s.credits.granted_micros));
   rows.push(credit('credits_refunded', s.credits.refunded_micros));
   rows.push(credit('usage_debited', s.credits.usage_micros));
+  rows.push(credit('expired_reservations', s.credits.expired_micros));
   rows.push(credit('closing_balance', s.credits.closing_balance_micros));
   return rows.map((r) => r.map(csvField).join(',')).join('\r\n') + '\r\n';
 }

@@ -10,14 +10,16 @@
  *     → a debit of the growth of the charge's refunded total, decided by the org's object (capped
  *       by the balance left; refund-book.ts), then written to the ledger under the event's id.
  *
- * A refund whose top-up has no recorded grant yet answers 409, so Stripe delivers it again later.
+ * A paid session whose grant the credit ceilings refuse (credit-ceilings.ts) grants nothing, keeps
+ * no receipt, is logged as an error and answered 200 with action "refused": Stripe stops, an
+ * operator refunds it. A refund whose top-up has no recorded grant yet answers 409, so Stripe delivers it again later.
  * Anything else (other event types, sessions not created by this edge, unpaid sessions, charges
  * of other payments) is acknowledged and ignored: Stripe stops retrying an event once it gets a 2xx.
  */
 import type Stripe from 'stripe';
-import { claimTopup, setTopupLedgerId, topupByPaymentIntent } from '../db/topups.ts';
+import { claimTopup, deleteTopup, setTopupLedgerId, topupByPaymentIntent } from '../db/topups.ts';
 import { database, organizationExists } from '../db/queries.ts';
-import { TopupNotGrantedError } from '../errors.ts';
+import { CreditCeilingError, TopupNotGrantedError } from '../errors.ts';
 import { grantToOrg } from './grants.ts';
 import { recordRefund } from './ledger.ts';
 import { orgAccount } from './request-billing.ts';
@@ -27,6 +29,8 @@ import { MAX_TOPUP_CENTS, MICROS_PER_CENT, TOPUP_PURPOSE } from './stripe.ts';
 export type EventOutcome =
   | { action: 'granted'; orgId: string; topupId: string; ledgerId: number; amountMicros: number }
   | { action: 'refunded'; orgId: string; topupId: string; requestedMicros: number; chargedMicros: number }
+  /** Paid, but the credit ceilings refused the grant: nothing was granted, no receipt kept. */
+  | { action: 'refused'; orgId: string; topupId: string; amountMicros: number; reason: string }
   | { action: 'ignored'; reason: string };
 
 export const entryIdOf = (event: Stripe.Event): string => `stripe:${event.id}`;
@@ -74,7 +78,18 @@ async function applyPaidSession(env: Env, event: Stripe.Event, session: Stripe.C
   });
   if (receipt.eventId !== event.id) return { action: 'ignored', reason: `session ${session.id} was already paid by event ${receipt.eventId}` };
   // A redelivery of this event (or a retry after a failure below) finds the same ledger row.
-  const grant = await grantToOrg(env, orgId, amountMicros, `stripe top-up ${session.id}`, entryIdOf(event));
+  let grant;
+  try {
+    grant = await grantToOrg(env, orgId, amountMicros, `stripe top-up ${session.id}`, entryIdOf(event));
+  } catch (err) {
+    if (!(err instanceof CreditCeilingError)) throw err;
+    // Paid but not granted: no credit moved, so the receipt goes too (a refund of this payment then
+    // takes nothing back). Answered with a 2xx, since a redelivery would be refused the same way;
+    // the payment is for an operator to refund or grant by hand.
+    await deleteTopup(env.DB, session.id);
+    console.error(`stripe event ${event.id}: top-up ${session.id} of ${amountMicros} µ$ for ${orgId} NOT granted: ${err.message}`);
+    return { action: 'refused', orgId, topupId: session.id, amountMicros, reason: err.message };
+  }
   if (receipt.ledgerId !== grant.ledgerId) await setTopupLedgerId(env.DB, session.id, grant.ledgerId);
   return { action: 'granted', orgId, topupId: session.id, ledgerId: grant.ledgerId, amountMicros };
 }

@@ -31,6 +31,8 @@ export interface LedgerTotals {
   refundedMicros: number;
   /** Usage debits in the period, as a positive number. */
   usageMicros: number;
+  /** Charges of reservations that expired unsettled in the period, as a positive number. */
+  expiredMicros: number;
   /** Ledger sum of everything before the period's end. */
   closingMicros: number;
 }
@@ -72,6 +74,7 @@ export async function ledgerTotals(db: D1Database, orgId: string, from: number, 
       grantedMicros: sql<number>`coalesce(sum(case when ${inPeriod} and ${creditLedger.kind} = 'grant' then ${creditLedger.amountMicros} end), 0)`,
       refundedMicros: sql<number>`coalesce(-sum(case when ${inPeriod} and ${creditLedger.kind} = 'refund' then ${creditLedger.amountMicros} end), 0)`,
       usageMicros: sql<number>`coalesce(-sum(case when ${inPeriod} and ${creditLedger.kind} = 'usage' then ${creditLedger.amountMicros} end), 0)`,
+      expiredMicros: sql<number>`coalesce(-sum(case when ${inPeriod} and ${creditLedger.kind} = 'expiry' then ${creditLedger.amountMicros} end), 0)`,
       closingMicros: sql<number>`coalesce(sum(case when ${creditLedger.createdAt} < ${to} then ${creditLedger.amountMicros} end), 0)`,
     })
     .from(creditLedger)
@@ -81,15 +84,16 @@ export async function ledgerTotals(db: D1Database, orgId: string, from: number, 
     grantedMicros: Number(row.grantedMicros),
     refundedMicros: Number(row.refundedMicros),
     usageMicros: Number(row.usageMicros),
+    expiredMicros: Number(row.expiredMicros),
     closingMicros: Number(row.closingMicros),
   };
 }
 
-/** A ledger row that is not usage: a grant (admin or Stripe top-up) or a refund debit. */
+/** A ledger row that is not a usage line: a grant (admin or Stripe top-up), a refund debit or an expiry charge. */
 export interface CreditEntry {
   ledgerId: number;
-  kind: 'grant' | 'refund';
-  /** Signed, as in the ledger: grants positive, refunds negative. */
+  kind: 'grant' | 'refund' | 'expiry';
+  /** Signed, as in the ledger: grants positive, refunds and expiries negative. */
   amountMicros: number;
   note: string;
   createdAt: number;
@@ -97,7 +101,7 @@ export interface CreditEntry {
   topupId: string | null;
 }
 
-/** The period's grants and refunds, oldest first, each with the receipt of the top-up it came from. */
+/** The period's grants, refunds and expiry charges, oldest first, each with the receipt of the top-up it came from. */
 export async function creditEntries(db: D1Database, orgId: string, from: number, to: number): Promise<CreditEntry[]> {
   const rows = await drizzle(db)
     .select({
@@ -113,7 +117,7 @@ export async function creditEntries(db: D1Database, orgId: string, from: number,
     .where(
       and(
         eq(creditLedger.orgId, orgId),
-        sql`${creditLedger.kind} in ('grant', 'refund')`,
+        sql`${creditLedger.kind} in ('grant', 'refund', 'expiry')`,
         gte(creditLedger.createdAt, from),
         lt(creditLedger.createdAt, to),
       ),

@@ -22,6 +22,11 @@ export async function claimTopup(db: D1Database, row: NewTopup): Promise<Topup> 
   return claimed;
 }
 
+/** Drops a receipt whose grant was refused: that payment moved no credit. */
+export async function deleteTopup(db: D1Database, id: string): Promise<void> {
+  await drizzle(db).delete(topups).where(eq(topups.id, id));
+}
+
 export async function setTopupLedgerId(db: D1Database, id: string, ledgerId: number): Promise<void> {
   await drizzle(db).update(topups).set({ ledgerId }).where(eq(topups.id, id));
 }

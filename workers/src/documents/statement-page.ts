@@ -38,7 +38,7 @@ export function statementPage(s: Statement, ctx: StatementPageContext): Markup {
   const c = s.credits;
   const entries = c.entries.map(
     (e) =>
-      html`<tr><td>${utcTime(e.created_at)}</td><td>${e.kind === 'grant' ? 'Credit' : 'Refund'}</td><td>${e.note}</td><td>${
+      html`<tr><td>${utcTime(e.created_at)}</td><td>${e.kind === 'grant' ? 'Credit' : e.kind === 'refund' ? 'Refund' : 'Unsettled request'}</td><td>${e.note}</td><td>${
         e.receipt_id ? html`<a href="${ctx.receiptHref(e.receipt_id)}">receipt</a>` : '—'
       }</td><td class="num">${money(e.amount_micros)}</td></tr>`,
   );
@@ -58,6 +58,7 @@ export function statementPage(s: Statement, ctx: StatementPageContext): Markup {
 <tr id="granted"><td>Credits added</td><td class="num">${money(c.granted_micros)}</td></tr>
 <tr id="refunded"><td>Refunds taken back</td><td class="num">${money(-c.refunded_micros)}</td></tr>
 <tr id="usage"><td>Usage</td><td class="num">${money(-c.usage_micros)}</td></tr>
+<tr id="expired"><td>Requests that never settled</td><td class="num">${money(-c.expired_micros)}</td></tr>
 </tbody>
 <tfoot><tr id="closing"><td>Closing balance</td><td class="num">${money(c.closing_balance_micros)}</td></tr></tfoot>
 </table>

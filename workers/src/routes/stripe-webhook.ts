@@ -3,8 +3,9 @@
  * `stripe listen --forward-to <edge>/webhooks/stripe` locally). No API key: the Stripe-Signature
  * header, checked against STRIPE_WEBHOOK_SECRET over the raw body, is the authentication; a bad or
  * missing one is a 400. A verified event is applied (billing/topups.ts) and answered 200 with what
- * it did, so Stripe stops redelivering it; a failure answers 500 and Stripe retries the same event,
- * which applies at most once. 501 when STRIPE_WEBHOOK_SECRET is not set. A body over
+ * it did, so Stripe stops redelivering it (a top-up the credit ceilings refuse included: action
+ * "refused", nothing granted); a failure answers 500 and Stripe retries the same event, which
+ * applies at most once. 501 when STRIPE_WEBHOOK_SECRET is not set. A body over
  * WEBHOOK_MAX_BODY_BYTES is a 413 before any of this (middleware/body-size.ts, mounted app-wide).
  */
 import { Hono } from 'hono';
@@ -26,6 +27,8 @@ function outcomeWire(o: EventOutcome) {
       return { action: o.action, org_id: o.orgId, receipt_id: o.topupId, ledger_id: o.ledgerId, amount_micros: o.amountMicros };
     case 'refunded':
       return { action: o.action, org_id: o.orgId, receipt_id: o.topupId, requested_micros: o.requestedMicros, debited_micros: o.chargedMicros };
+    case 'refused':
+      return { action: o.action, org_id: o.orgId, receipt_id: o.topupId, amount_micros: o.amountMicros, reason: o.reason };
     case 'ignored':
       return { action: o.action, reason: o.reason };
   }

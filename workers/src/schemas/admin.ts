@@ -1,6 +1,7 @@
 /** zod schemas for the admin API bodies. */
 import { z } from 'zod';
 import { SCOPES } from '../api-keys.ts';
+import { MAX_GRANT_MICROS } from '../billing/credit-ceilings.ts';
 
 const micros = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
@@ -19,7 +20,8 @@ export const createKey = z.object({
 
 export const grantCredit = z.object({
   org_id: z.string().min(1),
-  amount_micros: micros.positive(),
+  /** One grant is at most $1,000,000 (credit-ceilings.ts); the balance ceiling is checked on the ledger. */
+  amount_micros: micros.positive().max(MAX_GRANT_MICROS, `at most ${MAX_GRANT_MICROS} µ$ ($1,000,000) per grant`),
   note: z.string().max(500).optional(),
 });
 

@@ -168,12 +168,18 @@ export class KeyBudgets {
     return { keyId: hold.keyId, periodStart: start, limitMicros: hold.limitMicros, spentMicros: this.#spent(hold.keyId, hold.periodKey) };
   }
 
-  /** The request's reservation expired: it no longer holds budget, but a late settle still counts (within the room). */
-  release(requestId: string): void {
+  /**
+   * The request's reservation expired, charged `chargedMicros` (counted in its period): it no longer
+   * holds budget, but a late settle still counts the rest (within the room).
+   */
+  expire(requestId: string, chargedMicros: number): BudgetCharge | null {
     const hold = this.#holds.get(requestId);
-    if (!hold || !hold.open) return;
+    if (!hold || !hold.open) return null;
     hold.open = false;
     this.#sql.exec('UPDATE budget_holds SET open = 0 WHERE request_id = ?', requestId);
+    this.#sql.exec('UPDATE key_spend SET spent_micros = spent_micros + ? WHERE key_id = ? AND period_key = ?', chargedMicros, hold.keyId, hold.periodKey);
+    const start = Number(hold.periodKey.slice(hold.periodKey.lastIndexOf(':') + 1));
+    return { keyId: hold.keyId, periodStart: start, limitMicros: hold.limitMicros, spentMicros: this.#spent(hold.keyId, hold.periodKey) };
   }
 
   /** Drops closed holds past retention and spend rows of periods long over. */
