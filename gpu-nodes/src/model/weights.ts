@@ -22,7 +22,7 @@ import { bf16ArrayToF32, quantizeInt4, quantizeInt8 } from './quant.ts';
  * trades logit error for speed:
  * - 'bf16': as the checkpoint has it; exact.
  * - 'int8': quantized at load to q8_0 (symmetric int8, group 32, bf16 scales; quant.ts `quantizeInt8`):
- *   half the bytes and integer dot products; logits move ~0.3 % of their range (lm-head-int8.test.ts).
+ *   half the bytes and integer dot products; logits move ~0.4 % of their range (lm-head-int8.test.ts).
  * - 'int4': with the routed experts' scheme, so it runs on the int4 kernels: a quarter of the bytes,
  *   but logits move ~7 % of their range (lm-head-int4.test.ts).
  */

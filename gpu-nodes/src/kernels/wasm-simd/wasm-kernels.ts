@@ -9,8 +9,8 @@
  *   vector: no horizontal sums, 1.2-1.5× the row kernel's throughput), or c/q4.c's row layout
  *   (`int4Kernel: 'row'`, the previous kernel, kept for the benchmark's comparison). Error vs. the f32 reference:
  *   each activation is off by at most d/2 = max|x_group|/254, so |err| ≲ Σ_g |w_g|·max|x_g|/254.
- * - int8 matmuls (the lm_head quantized at load, c/q8.c) quantize activations to int16 per 32-group and
- *   run i32x4.dot_i16x8_s in both builds: |err| ≲ Σ_g |w_g|·max|x_g|/65534 against the reference.
+ * - int8 matmuls (the lm_head quantized at load, c/q8.c) quantize activations to int16 with one step per
+ *   row and run i32x4.dot_i16x8_s in both builds: |err| ≲ Σ_k |w_k|·max|x_row|/65534 vs. the reference.
  * - bf16 matmuls (attention, dense, a bf16 lm_head) run in f32 on widened bf16.
  * - `argmaxRows` (greedy sampling) scans the logits where the lm_head wrote them, threads splitting rows.
  * - Routing runs model/moe-router.ts's `routeRow` on views of the wasm memory: the tensors are host memory
@@ -307,9 +307,8 @@ export class WasmKernels implements Kernels {
     if (m.kind === 'int4') {
       this.q4Quantized(out, this.quantize(x, rows, m.cols), m, rows);
     } else if (m.kind === 'int8') {
-      const G = m.cols / 32;
       const a = this.heap.scratch('q8.a', rows * m.cols * 2);
-      const d = this.heap.scratch('q8.d', rows * G * 4);
+      const d = this.heap.scratch('q8.d', rows * 4);
       this.ex.quantize_a16(x, rows, m.cols, a, d);
       const nth = m.rows * m.cols * rows >= this.minMacs ? this.pool.threads : 1;
       this.pool.run('q8_matmul', [out, a, d, m.w, m.s, m.rows, m.cols, rows], nth);
