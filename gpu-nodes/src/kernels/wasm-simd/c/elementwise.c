@@ -74,7 +74,8 @@ void scatter_add_rows(float *out, const float *src, const int32_t *idx, const fl
 
 // Greedy sampling's argmax, row by row: out[i] = index of the largest value of row rowIdx[i] of x
 // (width V), ties to the lower index, as model/sampler.ts `argmax`; -1 when the row holds a NaN or its
-// maximum is ±Infinity, so the caller can take the host path that says which. Threads split the rows.
+// maximum is ±Infinity, so the caller can take the host path that says which. Written to split rows
+// across threads, but the backend runs it on one (see wasm-kernels.ts `argmaxRows`).
 // Per lane: the running maximum and the first index reaching it; `>` (not `>=`) keeps the earlier one.
 EXPORT(argmax_rows)
 void argmax_rows(int32_t *out, const float *x, const int32_t *rowIdx, int n, int V, int tid, int nth) {
