@@ -17,7 +17,7 @@
  * shows up as a few ms in every figure. Writes bench-output/serve.md.
  *
  * Options: --backend auto|wasm|webgpu|reference (default auto), --threads N (wasm; default the cores,
- * for llama.cpp too), --quick (fewer requests), --no-llama (skip the llama.cpp column), --lm-head bf16|int4
+ * for llama.cpp too), --quick (fewer requests), --no-llama (skip the llama.cpp column), --lm-head int8|bf16|int4
  * (the node's lm_head format; llama.cpp keeps BF16).
  */
 import { spawn } from 'node:child_process';
@@ -39,7 +39,7 @@ const { values: opts } = parseArgs({
     threads: { type: 'string' },
     quick: { type: 'boolean', default: false },
     'no-llama': { type: 'boolean', default: false },
-    'lm-head': { type: 'string', default: 'bf16' },
+    'lm-head': { type: 'string', default: 'int8' },
   },
 });
 const THREADS = opts.threads ? Number(opts.threads) : availableParallelism();

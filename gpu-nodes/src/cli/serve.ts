@@ -26,12 +26,13 @@ import { isBackendName } from '../kernels/select.ts';
 import { ENGINE_DEFAULTS } from '../engine/load-engine.ts';
 import { EngineThread } from '../engine-thread/engine-client.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
+import { DEFAULT_LM_HEAD, LM_HEAD_FORMATS } from '../model/weights.ts';
 import type { Tokenizer } from '../../../shared/tokenizer/bpe.ts';
 import { createApp } from '../server.ts';
 import { intOption as int } from './args.ts';
 
 const usage =
-  'serve DIR [--port 8788] [--host 127.0.0.1] [--backend auto|webgpu|wasm|reference] [--threads N] [--max-batch 32] [--max-tokens-per-step 256] [--kv-blocks 2048] [--block-size 16] [--max-queue 256] [--model-id ID] [--node-id ID] [--secret-file F] [--previous-secret-file F] [--api-key-file F] [--insecure-no-auth] [--drain-timeout 30] [--lm-head bf16|int4]';
+  'serve DIR [--port 8788] [--host 127.0.0.1] [--backend auto|webgpu|wasm|reference] [--threads N] [--max-batch 32] [--max-tokens-per-step 256] [--kv-blocks 2048] [--block-size 16] [--max-queue 256] [--model-id ID] [--node-id ID] [--secret-file F] [--previous-secret-file F] [--api-key-file F] [--insecure-no-auth] [--drain-timeout 30] [--lm-head int8|bf16|int4]';
 
 /** One value per non-empty line or comma: a key file may hold several keys. */
 function credentials(envValue: string | undefined, file: string | undefined): string[] {
@@ -68,7 +69,7 @@ export async function run(args: string[]): Promise<void> {
       'api-key-file': { type: 'string' },
       'insecure-no-auth': { type: 'boolean' },
       'drain-timeout': { type: 'string', default: '30' },
-      'lm-head': { type: 'string', default: 'bf16' },
+      'lm-head': { type: 'string', default: DEFAULT_LM_HEAD },
     },
   });
   const dir = positionals[0];
@@ -116,8 +117,8 @@ export async function run(args: string[]): Promise<void> {
   const t0 = performance.now();
   const backend = values.backend ?? 'auto';
   if (!isBackendName(backend)) throw new Error(`unknown --backend "${backend}" (have auto, webgpu, wasm, reference)`);
-  const lmHead = values['lm-head'];
-  if (lmHead !== 'bf16' && lmHead !== 'int4') throw new Error(`unknown --lm-head "${lmHead}" (have bf16, int4)`);
+  const lmHead = LM_HEAD_FORMATS.find((f) => f === values['lm-head']);
+  if (!lmHead) throw new Error(`unknown --lm-head "${values['lm-head']}" (have ${LM_HEAD_FORMATS.join(', ')})`);
   tokenizer = await loadTokenizer(dir);
   const loaded = await EngineThread.start({
     modelDir: dir,

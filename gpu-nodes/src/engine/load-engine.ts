@@ -27,7 +27,7 @@ export interface LoadEngineOptions {
   enablePrefixCaching?: boolean;
   /** Model load log lines; default stderr. */
   log?: (line: string) => void;
-  /** The lm_head as in the checkpoint (default) or int4 (model/weights.ts `LmHeadFormat`). */
+  /** The lm_head as in the checkpoint (default here; `k2node serve` defaults to int8), int8 or int4 (model/weights.ts `LmHeadFormat`). */
   lmHead?: LmHeadFormat;
   /** Test hook: sees (and may change) each request's logits row before its sampler (fault injection). */
   logitsHook?: LogitsHook;

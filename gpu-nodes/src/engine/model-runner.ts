@@ -7,6 +7,12 @@
  *
  * Sampling is per sequence: a row that cannot be sampled (SamplingError: non-finite logits, everything
  * masked) or a sampler that throws gives that request a SequenceFailure; the rest of the batch goes on.
+ *
+ * Greedy rows skip the host: a request whose sampler is plain greedy (Sampler.greedy) and that has no
+ * grammar, no logprobs and no logits hook gets the argmax taken where the logits are (Model.argmaxLogits,
+ * one wasm pass over shared memory) instead of a 400 KB copy and a JS scan per row. Only the other rows
+ * are copied out, and a greedy row the backend reports as unsampleable (-1) goes the host way, whose
+ * sampler says why.
  */
 import type { Model } from '../model/forward.ts';
 import type { TokenLogprob } from '../../../shared/protocol.ts';
@@ -54,13 +60,29 @@ export class ModelRunner implements StepRunner {
     const batch = buildStepBatch(out, (id) => this.kv.blockTable(id), this.kv.blockSize);
     const need = batch.logitRows.length * this.vocabSize;
     if (this.logits.length < need) this.logits = new Float32Array(need);
-    const logits = await this.model.forward(batch, undefined, this.logits);
+    const nLogits = await this.model.step(batch);
     const sampled = new Map<EngineRequest, SampledToken | SequenceFailure>();
     const V = this.vocabSize;
-    let i = 0;
-    for (const { req, samples } of out.scheduled) {
-      if (!samples) continue;
-      const row = i++;
+    const logits = this.logits;
+    // Logit row of each sampling request, in the scheduler's order (buildStepBatch's logitRows order).
+    const rows: { req: EngineRequest; row: number }[] = [];
+    for (const { req, samples } of out.scheduled) if (samples) rows.push({ req, row: rows.length });
+    if (rows.length !== nLogits) throw new Error(`model step gave ${nLogits} logit rows for ${rows.length} sampling requests`);
+    const onDevice = this.model.canArgmax && !this.logitsHook ? rows.filter(({ req }) => this.argmaxOnly(req)) : [];
+    const argmaxes = onDevice.length > 0 ? await this.model.argmaxLogits(Int32Array.from(onDevice, (r) => r.row)) : new Int32Array(0);
+    const onHost: typeof rows = [];
+    let j = 0;
+    for (const r of rows) {
+      if (j < onDevice.length && onDevice[j] === r) {
+        const id = argmaxes[j++];
+        if (id >= 0) sampled.set(r.req, { id });
+        else onHost.push(r);
+      } else onHost.push(r);
+    }
+    // One copy when every row is wanted (contiguous), else one per row.
+    if (onHost.length === rows.length) await this.model.readLogits(0, rows.length, logits);
+    else for (const { row } of onHost) await this.model.readLogits(row, 1, logits.subarray(row * V, (row + 1) * V));
+    for (const { req, row } of onHost) {
       try {
         if (this.logitsHook) this.logitsHook(req.id, logits.subarray(row * V, (row + 1) * V));
         const allowed = req.grammar ? await req.grammar.nextTokenBitmask() : undefined;
@@ -73,6 +95,16 @@ export class ModelRunner implements StepRunner {
       }
     }
     return sampled;
+  }
+
+  /** This request's next token is the raw row's argmax: nothing else reads the row. */
+  private argmaxOnly(req: EngineRequest): boolean {
+    if (req.grammar || req.sampling.logprobs !== undefined) return false;
+    try {
+      return this.samplerOf(req).greedy;
+    } catch {
+      return false; // a sampler that cannot be made fails this request on the host path, in its try
+    }
   }
 
   release(req: EngineRequest): void {

@@ -22,6 +22,11 @@
  *   packed: Int32Array [N, K/8]; weight (n, k) is nibble (k % 8) of word [n, k/8], bits 4*(k%8)..+3,
  *           stored as an unsigned value u = q + 8 where q ∈ [-8, 7];
  *   scales: Uint16Array [N, K/32] of bf16 bit patterns; w(n, k) = (u - 8) * bf16(scales[n, k/32]).
+ *
+ * int8 layout (q8_0: symmetric, group 32; made at load by model/quant.ts `quantizeInt8`, never in a
+ * checkpoint), for the same N × K Linear:
+ *   q:      Int8Array [N, K], q ∈ [-127, 127];
+ *   scales: Uint16Array [N, K/32] of bf16 bit patterns; w(n, k) = q * bf16(scales[n, k/32]) (exact in f32).
  */
 
 /** An f32 buffer owned by a backend. Only the backend that made it may use it. */
@@ -45,11 +50,27 @@ export interface Bf16Matrix {
 
 export type Matrix = Int4Matrix | Bf16Matrix;
 
+/** int8 group-32 symmetric weight quantized at load (the lm_head's `--lm-head int8`); only `matmul` takes it. */
+export interface Int8Matrix {
+  readonly kind: 'int8';
+  readonly rows: number;
+  readonly cols: number;
+}
+
 export interface Int4Host {
   rows: number;
   cols: number;
   /** [rows, cols/8] packed nibbles, compressed-tensors order. */
   packed: Int32Array;
+  /** [rows, cols/32] bf16 bit patterns. */
+  scales: Uint16Array;
+}
+
+export interface Int8Host {
+  rows: number;
+  cols: number;
+  /** [rows, cols] signed weights in [-127, 127]. */
+  q: Int8Array;
   /** [rows, cols/32] bf16 bit patterns. */
   scales: Uint16Array;
 }
@@ -131,6 +152,7 @@ export interface Kernels {
   uploadF32(data: Float32Array): Tensor;
   uploadInt4(w: Int4Host): Int4Matrix;
   uploadBf16(w: Bf16Host): Bf16Matrix;
+  uploadInt8(w: Int8Host): Int8Matrix;
   kvCache(spec: KvCacheSpec): KvCache;
   /** Copy one physical KV block (all layers) to another: copy-on-write for shared prefixes. */
   copyKvBlock(cache: KvCache, from: number, to: number): void;
@@ -151,9 +173,18 @@ export interface Kernels {
   // ── matmul ────────────────────────────────────────────────────────────────
   /**
    * out[r, 0:w.rows] = W · x[r, 0:w.cols] for r < rows. The serving hot path: int4 weights run with
-   * activations quantized to int8 per 32-group on fast backends (as llama.cpp's q4_0×q8_0).
+   * activations quantized to int8 per 32-group on fast backends (as llama.cpp's q4_0×q8_0); int8
+   * weights likewise (q8_0×q8_0).
    */
-  matmul(out: Tensor, x: Tensor, w: Matrix, rows: number): void;
+  matmul(out: Tensor, x: Tensor, w: Matrix | Int8Matrix, rows: number): void;
+
+  /**
+   * Optional: for each i, the index of the largest value in row rows[i] of x (row width `width`), ties
+   * to the lower index (model/sampler.ts `argmax`); -1 for a row holding a NaN or whose maximum is
+   * ±Infinity, which the caller then samples on the host to learn why. Greedy sampling with it reads
+   * 4 bytes per row instead of the row's logits. Resolves once the queued work is done, like `read`.
+   */
+  argmaxRows?(x: Tensor, rows: Int32Array, width: number): Promise<Int32Array>;
 
   // ── attention (MLA) ───────────────────────────────────────────────────────
   /**

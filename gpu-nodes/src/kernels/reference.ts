@@ -3,8 +3,8 @@
  * Slow and plainly correct; it is the oracle the WASM and WebGPU backends are tested against.
  *
  * Choices an oracle has to make, written down:
- * - Weights are dequantized to f32 at upload. Both bf16 and int4 (see `model/quant.ts`) are exact in
- *   f32, so this loses nothing and every matmul is the same loop.
+ * - Weights are dequantized to f32 at upload. bf16, int4 and int8 (see `model/quant.ts`) are all exact
+ *   in f32, so this loses nothing and every matmul is the same loop.
  * - Dot products and softmax sums accumulate in f64 (JS numbers) and round to f32 once on store,
  *   so the reference is at least as accurate as any backend it judges.
  */
@@ -15,6 +15,8 @@ import type {
   ExpertWeights,
   Int4Host,
   Int4Matrix,
+  Int8Host,
+  Int8Matrix,
   Kernels,
   KvCache,
   KvCacheSpec,
@@ -23,7 +25,7 @@ import type {
   Tensor,
 } from './kernels.ts';
 import { checkReadInto } from './kernels.ts';
-import { bf16ArrayToF32, checkInt4Shape, dequantInt4 } from '../model/quant.ts';
+import { bf16ArrayToF32, checkInt4Shape, dequantInt4, dequantInt8 } from '../model/quant.ts';
 import { routeRow, RouterScratch } from '../model/moe-router.ts';
 
 class RefTensor implements Tensor {
@@ -42,7 +44,10 @@ interface RefInt4 extends Int4Matrix {
 interface RefBf16 extends Bf16Matrix {
   readonly f32: Float32Array; // (rows, cols)
 }
-type RefMatrix = RefInt4 | RefBf16;
+interface RefInt8 extends Int8Matrix {
+  readonly f32: Float32Array; // (rows, cols) dequantized
+}
+type RefMatrix = RefInt4 | RefBf16 | RefInt8;
 
 interface RefKvCache extends KvCache {
   /** (numBlocks, numLayers, blockSize, kvLoraRank + ropeDim) */
@@ -53,7 +58,7 @@ function t(x: Tensor): Float32Array {
   if (!(x instanceof RefTensor)) throw new Error('reference kernels: tensor made by another backend');
   return x.data;
 }
-function m(w: Matrix): Float32Array {
+function m(w: Matrix | Int8Matrix): Float32Array {
   const f32 = (w as Partial<RefMatrix>).f32;
   if (!f32) throw new Error('reference kernels: matrix uploaded to another backend');
   return f32;
@@ -100,6 +105,10 @@ export class ReferenceKernels implements Kernels {
   uploadBf16(w: Bf16Host): Bf16Matrix {
     if (w.data.length !== w.rows * w.cols) throw new Error(`bf16 matrix [${w.rows}, ${w.cols}]: ${w.data.length} values`);
     const r: RefBf16 = { kind: 'bf16', rows: w.rows, cols: w.cols, f32: bf16ArrayToF32(w.data) };
+    return r;
+  }
+  uploadInt8(w: Int8Host): Int8Matrix {
+    const r: RefInt8 = { kind: 'int8', rows: w.rows, cols: w.cols, f32: dequantInt8(w.q, w.scales, w.rows, w.cols) };
     return r;
   }
   kvCache(spec: KvCacheSpec): KvCache {
@@ -157,7 +166,7 @@ export class ReferenceKernels implements Kernels {
   }
 
   // ── matmul ────────────────────────────────────────────────────────────────
-  matmul(out: Tensor, x: Tensor, w: Matrix, rows: number): void {
+  matmul(out: Tensor, x: Tensor, w: Matrix | Int8Matrix, rows: number): void {
     const o = t(out);
     const xs = t(x);
     const wf = m(w);
@@ -169,6 +178,22 @@ export class ReferenceKernels implements Kernels {
         o[r * n + i] = acc;
       }
     }
+  }
+
+  async argmaxRows(x: Tensor, rows: Int32Array, width: number): Promise<Int32Array> {
+    const xs = t(x);
+    const out = new Int32Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const row = xs.subarray(rows[i] * width, (rows[i] + 1) * width);
+      let best = 0;
+      let nan = false;
+      for (let j = 0; j < width; j++) {
+        if (row[j] > row[best]) best = j;
+        if (Number.isNaN(row[j])) nan = true;
+      }
+      out[i] = nan || !Number.isFinite(row[best]) ? -1 : best;
+    }
+    return out;
   }
 
   // ── attention (MLA) ───────────────────────────────────────────────────────

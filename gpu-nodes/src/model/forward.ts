@@ -39,7 +39,7 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Load log lines (start, every 10%, done); default stderr. */
   log?: (line: string) => void;
-  /** The lm_head as in the checkpoint (default) or int4; see weights.ts `LmHeadFormat`. */
+  /** The lm_head as in the checkpoint (default), int8 or int4; see weights.ts `LmHeadFormat`. */
   lmHead?: LmHeadFormat;
 }
 
@@ -221,6 +221,39 @@ export class Model {
    * `logitsInto` the logits are written there and a view of it returned (see `Kernels.read`).
    */
   async forward(b: StepBatch, probe?: (layer: number, hidden: Float32Array) => void, logitsInto?: Float32Array): Promise<Float32Array> {
+    const nLogits = await this.step(b, probe);
+    if (nLogits === 0) return new Float32Array(0);
+    return this.readLogits(0, nLogits, logitsInto);
+  }
+
+  /**
+   * Logits rows [from, from + count) of the last `step` (row i = batch.logitRows[i]) copied to the host,
+   * into `into` when given (see `Kernels.read`).
+   */
+  readLogits(from: number, count: number, into?: Float32Array): Promise<Float32Array> {
+    const V = this.config.vocabSize;
+    return this.kernels.read(this.s.logits, from * V, count * V, into);
+  }
+
+  /** Whether `argmaxLogits` runs on this backend (its `Kernels.argmaxRows`). */
+  get canArgmax(): boolean {
+    return this.kernels.argmaxRows !== undefined;
+  }
+
+  /**
+   * The argmax of each listed logits row of the last `step`, where the logits are (no host copy); -1 for a
+   * row that cannot be sampled from (a NaN, or a maximum of ±Infinity). Only when `canArgmax`.
+   */
+  argmaxLogits(rows: Int32Array): Promise<Int32Array> {
+    if (!this.kernels.argmaxRows) throw new Error(`argmaxLogits: the ${this.kernels.name} backend has no argmaxRows`);
+    return this.kernels.argmaxRows(this.s.logits, rows, this.config.vocabSize);
+  }
+
+  /**
+   * Runs one step and leaves its logits (logitRows.length, vocab_size) on the backend for `readLogits`
+   * and `argmaxLogits`, valid until the next step; returns how many rows they have.
+   */
+  async step(b: StepBatch, probe?: (layer: number, hidden: Float32Array) => void): Promise<number> {
     const c = this.config;
     const k = this.kernels;
     const w = this.w;
@@ -307,7 +340,7 @@ export class Model {
     }
 
     // a prefill chunk that samples nothing needs no logits (its KV writes were the point)
-    if (nLogits === 0) return new Float32Array(0);
+    if (nLogits === 0) return 0;
 
     // gather the rows that want logits on the device (a pure decode step wants every row: no copy)
     let final = s.x;
@@ -319,7 +352,7 @@ export class Model {
     // final norm and logits
     k.rmsnorm(s.last, final, w.norm, nLogits, H, c.rmsNormEps);
     k.matmul(s.logits, s.last, w.lmHead, nLogits);
-    return k.read(s.logits, 0, nLogits * c.vocabSize, logitsInto);
+    return nLogits;
   }
 }
 

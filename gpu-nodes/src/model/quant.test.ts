@@ -2,7 +2,7 @@
 // compressed-tensors definition re-derived here from raw little-endian bytes.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bf16ToF32, dequantInt4, f32ToBf16, quantizeInt4 } from './quant.ts';
+import { bf16ToF32, dequantInt4, dequantInt8, f32ToBf16, quantizeInt4, quantizeInt8 } from './quant.ts';
 
 /** compressed-tensors, from the bytes: int32 words little-endian, value i of a word at bits 4i..4i+3
  *  (so byte i/2, low nibble for even i), unsigned with offset 8; scale = upper half of an f32. */
@@ -75,5 +75,41 @@ describe('int4 pack-quantized', () => {
         expect(Math.abs(back[n * cols + k] - w[n * cols + k])).toBeLessThanOrEqual(scale * 0.5 + 1e-6 + (Math.abs(w[n * cols + k]) > 6.5 * scale ? scale * 0.5 : 0));
       }
     }
+  });
+});
+
+describe('int8 (q8_0, made at load)', () => {
+  it('round-trips within half a step of the stored group scale, q in [-127, 127], a zero group all zeros', () => {
+    fc.assert(
+      fc.property(fc.array(fc.float({ min: -1e4, max: 1e4, noNaN: true, noDefaultInfinity: true }), { minLength: 96, maxLength: 96 }), fc.integer({ min: 0, max: 2 }), (values, zeroGroup) => {
+        const rows = 1;
+        const cols = 96;
+        const w = Float32Array.from(values);
+        w.fill(0, zeroGroup * 32, zeroGroup * 32 + 32);
+        const { q, scales } = quantizeInt8(w, rows, cols);
+        const back = dequantInt8(q, scales, rows, cols);
+        for (let k = 0; k < cols; k++) {
+          const g = Math.floor(k / 32);
+          const scale = bf16ToF32(scales[g]);
+          let maxAbs = 0;
+          for (let i = g * 32; i < g * 32 + 32; i++) maxAbs = Math.max(maxAbs, Math.abs(w[i]));
+          expect(Math.abs(q[k])).toBeLessThanOrEqual(127);
+          // bf16 may round the scale below max/127 (by < 2^-8 relative): the clamp then adds up to 127·that.
+          expect(Math.abs(back[k] - w[k])).toBeLessThanOrEqual(scale * 0.5 + maxAbs * 2 ** -8 + 1e-30);
+          if (g === zeroGroup) expect(q[k]).toBe(0);
+        }
+        // The largest magnitude of a non-zero group uses the full range.
+        for (let g = 0; g < 3; g++) {
+          if (g === zeroGroup || !w.subarray(g * 32, g * 32 + 32).some((v) => v !== 0)) continue;
+          expect(Math.max(...Array.from(q.subarray(g * 32, g * 32 + 32), Math.abs))).toBeGreaterThanOrEqual(126);
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('refuses shapes that do not match', () => {
+    expect(() => quantizeInt8(new Float32Array(40), 1, 40)).toThrow(/not a multiple of 32/);
+    expect(() => dequantInt8(new Int8Array(64), new Uint16Array(1), 1, 64)).toThrow(/1 scales, want 2/);
   });
 });

@@ -104,3 +104,47 @@ function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
+
+/**
+ * int8 (q8_0: symmetric, group 32, bf16 scales) for a matrix quantized at load, never read from a
+ * checkpoint: scale = max|w| / 127 stored as bf16, then q = clamp(round(w / scale), -127, 127) with the
+ * stored scale (ties to even), so the step the kernels multiply by is the one that rounded. Each weight
+ * is off by at most scale/2 = max|w_group|/254 (plus the clamp when bf16 rounded the scale down).
+ */
+export function quantizeInt8(w: Float32Array, rows: number, cols: number): { q: Int8Array; scales: Uint16Array } {
+  if (cols % GROUP_SIZE !== 0) throw new Error(`quantizeInt8: cols ${cols} is not a multiple of ${GROUP_SIZE}`);
+  const q = new Int8Array(rows * cols);
+  const scales = new Uint16Array((rows * cols) / GROUP_SIZE);
+  for (let n = 0; n < rows; n++) {
+    for (let g = 0; g < cols / GROUP_SIZE; g++) {
+      const at = n * cols + g * GROUP_SIZE;
+      let maxAbs = 0;
+      for (let i = 0; i < GROUP_SIZE; i++) maxAbs = Math.max(maxAbs, Math.abs(w[at + i]));
+      const scaleBits = f32ToBf16(maxAbs / 127);
+      scales[n * (cols / GROUP_SIZE) + g] = scaleBits;
+      const scale = bf16ToF32(scaleBits);
+      for (let i = 0; i < GROUP_SIZE; i++) q[at + i] = scale === 0 ? 0 : Math.max(-127, Math.min(127, roundHalfEven(w[at + i] / scale)));
+    }
+  }
+  return { q, scales };
+}
+
+export function checkInt8Shape(q: Int8Array, scales: Uint16Array, rows: number, cols: number): void {
+  if (cols % GROUP_SIZE !== 0) throw new Error(`int8 matrix: in_features ${cols} is not a multiple of ${GROUP_SIZE}`);
+  if (q.length !== rows * cols) throw new Error(`int8 matrix [${rows}, ${cols}]: ${q.length} weights, want ${rows * cols}`);
+  if (scales.length !== (rows * cols) / GROUP_SIZE) throw new Error(`int8 matrix [${rows}, ${cols}]: ${scales.length} scales, want ${(rows * cols) / GROUP_SIZE}`);
+}
+
+/** Dequantize a whole [rows, cols] int8 matrix into row-major f32 (exact: 8 bits × a bf16 scale). */
+export function dequantInt8(q: Int8Array, scales: Uint16Array, rows: number, cols: number): Float32Array {
+  checkInt8Shape(q, scales, rows, cols);
+  const out = new Float32Array(rows * cols);
+  const G = cols / GROUP_SIZE;
+  for (let n = 0; n < rows; n++) {
+    for (let g = 0; g < G; g++) {
+      const s = bf16ToF32(scales[n * G + g]);
+      for (let i = 0; i < GROUP_SIZE; i++) out[n * cols + g * GROUP_SIZE + i] = q[n * cols + g * GROUP_SIZE + i] * s;
+    }
+  }
+  return out;
+}

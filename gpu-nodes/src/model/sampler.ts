@@ -99,6 +99,15 @@ export class Sampler {
     this.state = s === 0 ? 0x2545f491 : s;
   }
 
+  /**
+   * Whether this sampler's choice is the plain argmax of the raw row: temperature 0 and no processor.
+   * (A grammar's mask comes with the call, so the caller checks that.) The draw uses no PRNG then, so a
+   * caller may take the argmax elsewhere (Kernels.argmaxRows) without desynchronising the seed.
+   */
+  get greedy(): boolean {
+    return this.temperature === 0 && !this.processes;
+  }
+
   /** A uniform float in [0, 1). */
   random(): number {
     let x = this.state;

@@ -11,19 +11,25 @@
  * - q_b_proj rows are per head [nope | rope]; they are split into a nope matrix and a rope matrix.
  * - kv_a_proj_with_mqa rows are [latent | rope key]; split the same way.
  */
-import type { Bf16Matrix, ExpertWeights, Kernels, Matrix, Tensor } from '../kernels/kernels.ts';
+import type { Bf16Matrix, ExpertWeights, Int8Matrix, Kernels, Matrix, Tensor } from '../kernels/kernels.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import { isIgnored, isMoeLayer } from './config.ts';
 import type { ModelConfig } from './config.ts';
-import { bf16ArrayToF32, quantizeInt4 } from './quant.ts';
+import { bf16ArrayToF32, quantizeInt4, quantizeInt8 } from './quant.ts';
 
 /**
- * How the lm_head is held: 'bf16' as the checkpoint has it, or 'int4', quantized at load with the routed
- * experts' scheme (symmetric, group 32, bf16 scales) so it runs on the int4 kernels: a quarter of the
- * bytes per decode step and int8 dot products in batches. It is the largest matrix a step reads (the
- * vocabulary × hidden), so this trades a small logit error (checked in weights.test.ts) for speed.
+ * How the lm_head is held. It is the largest matrix a step reads (vocabulary × hidden), so its format
+ * trades logit error for speed:
+ * - 'bf16': as the checkpoint has it; exact.
+ * - 'int8': quantized at load to q8_0 (symmetric int8, group 32, bf16 scales; quant.ts `quantizeInt8`):
+ *   half the bytes and integer dot products; logits move ~0.4 % of their range (lm-head-int8.test.ts).
+ * - 'int4': with the routed experts' scheme, so it runs on the int4 kernels: a quarter of the bytes,
+ *   but logits move ~7 % of their range (lm-head-int4.test.ts).
  */
-export type LmHeadFormat = 'bf16' | 'int4';
+export type LmHeadFormat = 'bf16' | 'int8' | 'int4';
+export const LM_HEAD_FORMATS: readonly LmHeadFormat[] = ['bf16', 'int8', 'int4'];
+/** The serving default: see README "Serving speed beside llama.cpp". */
+export const DEFAULT_LM_HEAD: LmHeadFormat = 'int8';
 
 export interface Mlp {
   gate: Matrix; // (inter, hidden)
@@ -56,7 +62,7 @@ export interface Weights {
   embed: Bf16Matrix; // (vocab, hidden)
   layers: LayerWeights[];
   norm: Tensor; // (hidden)
-  lmHead: Matrix; // (vocab, hidden)
+  lmHead: Matrix | Int8Matrix; // (vocab, hidden)
 }
 
 export interface LoadProgress {
@@ -216,9 +222,11 @@ export class WeightLoader {
       layers.push(this.layer(l));
     }
     const norm = this.k.uploadF32(this.vector('model.norm.weight', c.hiddenSize));
-    let lmHead: Matrix;
+    let lmHead: Matrix | Int8Matrix;
     const head = c.tieWordEmbeddings ? { kind: 'bf16' as const, rows: c.vocabSize, cols: c.hiddenSize, data: new Uint16Array(embedBytes.buffer) } : this.linear('lm_head', c.vocabSize, c.hiddenSize);
+    // A checkpoint that already quantized its lm_head (int4) is used as it is, whatever the format asked.
     if (lmHeadFormat === 'int4' && head.kind === 'bf16') lmHead = this.k.uploadInt4({ rows: head.rows, cols: head.cols, ...quantizeInt4(bf16ArrayToF32(head.data), head.rows, head.cols) });
+    else if (lmHeadFormat === 'int8' && head.kind === 'bf16') lmHead = this.k.uploadInt8({ rows: head.rows, cols: head.cols, ...quantizeInt8(bf16ArrayToF32(head.data), head.rows, head.cols) });
     else lmHead = c.tieWordEmbeddings ? embed : this.upload(head);
     return { embed, layers, norm, lmHead };
   }

@@ -8,6 +8,9 @@ export interface WasmExports {
   q4_matmul(out: number, xq: number, xd: number, xc: number, w: number, s: number, N: number, K: number, rows: number, tid: number, nth: number): void;
   q4x4_repack(dst: number, sdst: number, src: number, s: number, N: number, K: number): void;
   q4x4_matmul(out: number, xq: number, xd: number, xc: number, w: number, s: number, N: number, K: number, rows: number, tid: number, nth: number): void;
+  quantize_a16(x: number, rows: number, K: number, a: number, d: number): void;
+  q8_matmul(out: number, a: number, d: number, w: number, s: number, N: number, K: number, rows: number, tid: number, nth: number): void;
+  argmax_rows(out: number, x: number, rowIdx: number, n: number, V: number, tid: number, nth: number): void;
   deinterleave8(dst: number, src: number, rows: number, K: number): void;
   bf16_matmul(out: number, x: number, w: number, N: number, K: number, rows: number, tid: number, nth: number): void;
   head_matmul(...args: number[]): void;
@@ -26,7 +29,7 @@ export interface WasmExports {
  * Kernels that split work across threads; each takes (…, tid, nth) as its last two arguments.
  * Workers look them up by index in this list, so main thread and workers must share it.
  */
-export const PARALLEL_FNS = ['q4_matmul', 'q4x4_matmul', 'bf16_matmul', 'head_matmul', 'mla_attention', 'stream_read'] as const;
+export const PARALLEL_FNS = ['q4_matmul', 'q4x4_matmul', 'q8_matmul', 'bf16_matmul', 'head_matmul', 'mla_attention', 'stream_read', 'argmax_rows'] as const;
 export type ParallelFn = (typeof PARALLEL_FNS)[number];
 
 /** Layout of the dispatch control block (Int32 indices), then up to MAX_ARGS f64 arguments at byte ARGS_BYTE. */

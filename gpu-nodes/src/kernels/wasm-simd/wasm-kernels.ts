@@ -9,7 +9,10 @@
  *   vector: no horizontal sums, 1.2-1.5× the row kernel's throughput), or c/q4.c's row layout
  *   (`int4Kernel: 'row'`, the previous kernel, kept for the benchmark's comparison). Error vs. the f32 reference:
  *   each activation is off by at most d/2 = max|x_group|/254, so |err| ≲ Σ_g |w_g|·max|x_g|/254.
- * - bf16 matmuls (attention, dense, lm_head) run in f32 on widened bf16.
+ * - int8 matmuls (the lm_head quantized at load, c/q8.c) quantize activations to int16 with one step per
+ *   row and run i32x4.dot_i16x8_s in both builds: |err| ≲ Σ_k |w_k|·max|x_row|/65534 vs. the reference.
+ * - bf16 matmuls (attention, dense, a bf16 lm_head) run in f32 on widened bf16.
+ * - `argmaxRows` (greedy sampling) scans the logits where the lm_head wrote them, on the calling thread.
  * - Routing runs model/moe-router.ts's `routeRow` on views of the wasm memory: the tensors are host memory
  *   already, so "on the device" costs no copy here.
  * - MoE groups the step's rows by expert (the moe_align_block_size idea): each expert's weights stream
@@ -27,6 +30,8 @@ import type {
   ExpertWeights,
   Int4Host,
   Int4Matrix,
+  Int8Host,
+  Int8Matrix,
   Kernels,
   KvCache,
   KvCacheSpec,
@@ -35,7 +40,7 @@ import type {
   Tensor,
 } from '../kernels.ts';
 import { checkReadInto, WASM32_MEMORY_BYTES } from '../kernels.ts';
-import { checkInt4Shape } from '../../model/quant.ts';
+import { checkInt4Shape, checkInt8Shape } from '../../model/quant.ts';
 import { routeRow, RouterScratch } from '../../model/moe-router.ts';
 import { WASM_PATH, WASM_RELAXED_PATH } from './build.ts';
 import type { WasmExports } from './exports.ts';
@@ -72,6 +77,10 @@ interface WasmInt4 extends Int4Matrix {
   readonly w: number; // repacked nibbles, rows * cols/2 bytes (q4x4: rows padded to a multiple of 4)
   readonly s: number; // bf16 scales, rows * cols/32 (q4x4: padded rows, 4 rows interleaved)
 }
+interface WasmInt8 extends Int8Matrix {
+  readonly w: number; // int8 weights, rows * cols bytes
+  readonly s: number; // bf16 scales, rows * cols/32
+}
 interface WasmBf16 extends Bf16Matrix {
   readonly w: number; // rows * cols bf16
 }
@@ -93,9 +102,14 @@ function kvOf(c: KvCache): WasmKv {
   if (typeof (c as Partial<WasmKv>).ptr !== 'number') throw new Error('wasm-simd kernels: KV cache made by another backend');
   return c as WasmKv;
 }
-function matOf(w: Matrix): WasmInt4 | WasmBf16 {
+function matOf(w: Matrix | Int8Matrix): WasmInt4 | WasmBf16 | WasmInt8 {
   if (typeof (w as Partial<WasmBf16>).w !== 'number') throw new Error('wasm-simd kernels: matrix uploaded to another backend');
-  return w as WasmInt4 | WasmBf16;
+  return w as WasmInt4 | WasmBf16 | WasmInt8;
+}
+function bf16Of(w: Bf16Matrix): WasmBf16 {
+  const m = matOf(w);
+  if (m.kind !== 'bf16') throw new Error(`wasm-simd kernels: a bf16 matrix was expected, got ${m.kind}`);
+  return m;
 }
 
 /** The wasm bytes of the requested build; 'auto' feature-detects relaxed SIMD by validating that build. */
@@ -205,6 +219,15 @@ export class WasmKernels implements Kernels {
     const m: WasmBf16 = { kind: 'bf16', rows: w.rows, cols: w.cols, w: p };
     return m;
   }
+  uploadInt8(w: Int8Host): Int8Matrix {
+    checkInt8Shape(w.q, w.scales, w.rows, w.cols);
+    const wp = this.heap.alloc(w.q.length);
+    const sp = this.heap.alloc(w.scales.length * 2);
+    this.heap.u8.set(new Uint8Array(w.q.buffer, w.q.byteOffset, w.q.length), wp);
+    this.heap.u16.set(w.scales, sp / 2);
+    const m: WasmInt8 = { kind: 'int8', rows: w.rows, cols: w.cols, w: wp, s: sp };
+    return m;
+  }
   kvCache(spec: KvCacheSpec): KvCache {
     const floats = spec.numBlocks * spec.numLayers * spec.blockSize * (spec.kvLoraRank + spec.ropeDim);
     const c: WasmKv = { spec: { ...spec }, ptr: this.heap.alloc(floats * 4) };
@@ -232,7 +255,7 @@ export class WasmKernels implements Kernels {
   // ── elementwise and normalization ─────────────────────────────────────────
   embed(out: Tensor, table: Bf16Matrix, ids: Int32Array): void {
     for (const id of ids) if (id < 0 || id >= table.rows) throw new Error(`embed: token id ${id} outside vocabulary of ${table.rows}`);
-    this.ex.embed(ptrOf(out), matOf(table).w, this.i32In('ids', ids), ids.length, table.cols);
+    this.ex.embed(ptrOf(out), bf16Of(table).w, this.i32In('ids', ids), ids.length, table.cols);
   }
   rmsnorm(out: Tensor, x: Tensor, weight: Tensor, rows: number, dim: number, eps: number): void {
     this.ex.rmsnorm(ptrOf(out), ptrOf(x), ptrOf(weight), rows, dim, eps);
@@ -250,8 +273,17 @@ export class WasmKernels implements Kernels {
   }
 
   // ── matmul ────────────────────────────────────────────────────────────────
-  matmul(out: Tensor, x: Tensor, w: Matrix, rows: number): void {
+  matmul(out: Tensor, x: Tensor, w: Matrix | Int8Matrix, rows: number): void {
     this.matmulPtr(ptrOf(out), ptrOf(x), w, rows);
+  }
+
+  async argmaxRows(x: Tensor, rows: Int32Array, width: number): Promise<Int32Array> {
+    for (const r of rows) if (r < 0 || (r + 1) * width > x.length) throw new Error(`argmaxRows: row ${r} outside a tensor of ${Math.floor(x.length / width)} rows`);
+    const out = this.heap.scratch('argmax.out', rows.length * 4);
+    // One thread: a row is a ~25 µs scan at memory speed, while waking the workers on a busy machine
+    // measured 2-3 ms for 8 rows (bench:lm-head) against 0.4 ms on the calling thread alone.
+    this.pool.run('argmax_rows', [out, ptrOf(x), this.i32In('argmax.rows', rows), rows.length, width], 1);
+    return this.heap.i32.slice(out / 4, out / 4 + rows.length);
   }
 
   /** Activations of `rows` × K quantized to int8 (held as i16) per 32-group: pointers to q, d, c. */
@@ -271,10 +303,16 @@ export class WasmKernels implements Kernels {
     this.pool.run(w.layout === 'q4x4' ? 'q4x4_matmul' : 'q4_matmul', [out, q[0], q[1], q[2], w.w, w.s, w.rows, w.cols, rows], nth);
   }
 
-  private matmulPtr(out: number, x: number, w: Matrix, rows: number): void {
+  private matmulPtr(out: number, x: number, w: Matrix | Int8Matrix, rows: number): void {
     const m = matOf(w);
     if (m.kind === 'int4') {
       this.q4Quantized(out, this.quantize(x, rows, m.cols), m, rows);
+    } else if (m.kind === 'int8') {
+      const a = this.heap.scratch('q8.a', rows * m.cols * 2);
+      const d = this.heap.scratch('q8.d', rows * 4);
+      this.ex.quantize_a16(x, rows, m.cols, a, d);
+      const nth = m.rows * m.cols * rows >= this.minMacs ? this.pool.threads : 1;
+      this.pool.run('q8_matmul', [out, a, d, m.w, m.s, m.rows, m.cols, rows], nth);
     } else {
       const nth = m.rows * m.cols * rows >= this.minMacs ? this.pool.threads : 1;
       const xp = this.heap.scratch('bf16.x', rows * m.cols * 4);
@@ -346,7 +384,7 @@ export class WasmKernels implements Kernels {
     const nth = rows * heads * n * w.cols >= this.minMacs ? this.pool.threads : 1;
     this.pool.run(
       'head_matmul',
-      [ptrOf(out), outHeadStride, ptrOf(x), xHeadStride, xOffset, matOf(w).w, w.cols, heads, headRows, rowOffset, n, rows, transpose ? 1 : 0],
+      [ptrOf(out), outHeadStride, ptrOf(x), xHeadStride, xOffset, bf16Of(w).w, w.cols, heads, headRows, rowOffset, n, rows, transpose ? 1 : 0],
       nth,
     );
   }

@@ -3,7 +3,8 @@
  * (command-queue.ts); `read` submits and waits.
  *
  * Weight handles: int4 keeps the compressed-tensors packing as is ([N, K/8] u32 words, bf16 scales packed
- * two per u32); bf16 matrices are their bit patterns two per u32. Nothing is repacked.
+ * two per u32); int8 (made at load) is its bytes four per u32 with the same scales; bf16 matrices are
+ * their bit patterns two per u32. Nothing is repacked.
  * The KV cache is one f32 buffer laid out [block][layer][slot][latent | rope key], so copyKvBlock is one copy.
  *
  * Routing and the MoE's grouping by expert run on the device (shaders/moe.wgsl.ts), and logit rows are
@@ -16,6 +17,8 @@ import type {
   ExpertWeights,
   Int4Host,
   Int4Matrix,
+  Int8Host,
+  Int8Matrix,
   Kernels,
   KvCache,
   KvCacheSpec,
@@ -24,8 +27,9 @@ import type {
   Tensor,
 } from '../kernels.ts';
 import { checkReadInto } from '../kernels.ts';
+import { checkInt8Shape } from '../../model/quant.ts';
 import { CommandQueue, grid } from './command-queue.ts';
-import { GpuBf16, GpuInt4, GpuKvCache, GpuTensor, Scratch, matrixBytes, storage, whole } from './handles.ts';
+import { GpuBf16, GpuInt4, GpuInt8, GpuKvCache, GpuTensor, Scratch, matrixBytes, storage, whole } from './handles.ts';
 import type { RowPart } from './handles.ts';
 import type { GpuContext } from './device.ts';
 import { attentionShader, headMatmulShader } from './shaders/attention.wgsl.ts';
@@ -143,6 +147,18 @@ export class WebGpuKernels implements Kernels {
     return m;
   }
 
+  uploadInt8(w: Int8Host): Int8Matrix {
+    checkInt8Shape(w.q, w.scales, w.rows, w.cols);
+    const sw = w.cols / 32;
+    const words = (r0: number, r1: number) => {
+      const q = w.q.subarray(r0 * w.cols, r1 * w.cols);
+      return q.byteOffset % 4 === 0 ? new Int32Array(q.buffer, q.byteOffset, q.length / 4) : new Int32Array(q.slice().buffer);
+    };
+    const m = new GpuInt8(w.rows, w.cols, this.rowParts(w.rows, w.cols, (r0, r1) => [this.upload(words(r0, r1)), this.upload(w.scales.subarray(r0 * sw, r1 * sw))]));
+    this.uploadedBytes += matrixBytes(m);
+    return m;
+  }
+
   uploadBf16(w: Bf16Host): Bf16Matrix {
     const m = new GpuBf16(w.rows, w.cols, this.rowParts(w.rows, w.cols * 2, (r0, r1) => [this.upload(w.data.subarray(r0 * w.cols, r1 * w.cols))]));
     this.uploadedBytes += matrixBytes(m);
@@ -245,20 +261,21 @@ export class WebGpuKernels implements Kernels {
   }
 
   // ── matmul ────────────────────────────────────────────────────────────────
-  matmul(out: Tensor, x: Tensor, w: Matrix, rows: number): void {
+  matmul(out: Tensor, x: Tensor, w: Matrix | Int8Matrix, rows: number): void {
     this.matmulAt(buf(out), 0, buf(x), 0, w, rows);
   }
 
   /** out[outOff + r*N + n] = Σ_k W[n,k] · x[xOff + r*K + k]; offsets in elements. */
-  private matmulAt(out: GPUBuffer, outOff: number, x: GPUBuffer, xOff: number, w: Matrix, rows: number): void {
+  private matmulAt(out: GPUBuffer, outOff: number, x: GPUBuffer, xOff: number, w: Matrix | Int8Matrix, rows: number): void {
     if (rows === 0) return;
-    if (this.adopted.has(w)) throw new Error('matmul: this expert matrix was adopted into MoE slabs (adoptExperts) and has no buffer of its own');
+    if (w.kind !== 'int8' && this.adopted.has(w)) throw new Error('matmul: this expert matrix was adopted into MoE slabs (adoptExperts) and has no buffer of its own');
     const int4 = w.kind === 'int4';
+    const int8 = w.kind === 'int8';
     const subgroups = this.ctx.subgroups;
     const tile = rows === 1 ? 1 : ROW_TILE;
     const half = int4 && this.halfInt4;
-    const p = this.q.pipeline(`matmul/${w.kind}/${subgroups}/${tile}/${half}`, () => matmulShader({ int4, subgroups, tile, half }));
-    const m = w as GpuInt4 | GpuBf16;
+    const p = this.q.pipeline(`matmul/${w.kind}/${subgroups}/${tile}/${half}`, () => matmulShader({ int4, int8, subgroups, tile, half }));
+    const m = w as GpuInt4 | GpuBf16 | GpuInt8;
     // One dispatch per row part (one part unless the matrix passed the binding limit), each writing its columns of the output rows.
     for (const part of m.parts) {
       const params = this.q.params([part.rows, w.cols, rows, xOff, outOff + part.row0, w.rows]);

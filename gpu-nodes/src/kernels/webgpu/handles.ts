@@ -2,7 +2,7 @@
  * The opaque handles `WebGpuKernels` hands out (tensors, weights, KV cache) and its growable scratch
  * buffers. Each wraps GPU buffers bound whole by the shaders.
  */
-import type { Bf16Matrix, Int4Matrix, KvCache, KvCacheSpec, Tensor } from '../kernels.ts';
+import type { Bf16Matrix, Int4Matrix, Int8Matrix, KvCache, KvCacheSpec, Tensor } from '../kernels.ts';
 import type { CommandQueue } from './command-queue.ts';
 
 // A function, not a constant: the GPUBufferUsage global exists only once device.ts has installed Dawn's globals.
@@ -19,7 +19,8 @@ export class GpuTensor implements Tensor {
 
 /**
  * Rows [row0, row0 + rows) of a matrix in their own buffers: a matrix larger than one storage binding
- * (maxStorageBufferBindingSize) is uploaded as several row parts; int4 buffers are [packed, scales], bf16 [data].
+ * (maxStorageBufferBindingSize) is uploaded as several row parts; int4 buffers are [packed, scales], int8
+ * [weights, scales], bf16 [data].
  */
 export interface RowPart {
   row0: number;
@@ -43,6 +44,19 @@ export class GpuInt4 implements Int4Matrix {
   }
 }
 
+/** int8 weights four per u32 (byte j of word w is weight 4w + j), bf16 scales two per u32. */
+export class GpuInt8 implements Int8Matrix {
+  readonly kind = 'int8' as const;
+  readonly rows: number;
+  readonly cols: number;
+  readonly parts: RowPart[];
+  constructor(rows: number, cols: number, parts: RowPart[]) {
+    this.rows = rows;
+    this.cols = cols;
+    this.parts = parts;
+  }
+}
+
 export class GpuBf16 implements Bf16Matrix {
   readonly kind = 'bf16' as const;
   readonly rows: number;
@@ -59,7 +73,7 @@ export class GpuBf16 implements Bf16Matrix {
 }
 
 /** Bytes of every buffer of a matrix, all parts. */
-export function matrixBytes(m: GpuInt4 | GpuBf16): number {
+export function matrixBytes(m: GpuInt4 | GpuBf16 | GpuInt8): number {
   return m.parts.reduce((n, p) => n + p.buffers.reduce((b, buf) => b + buf.size, 0), 0);
 }
 

@@ -137,6 +137,24 @@ for (const gpu of backends) {
       }
     });
 
+    it('int8 matmul (an lm_head quantized at load): GEMV, small-batch GEMM, and split into row parts', async () => {
+      // Random bytes over the whole int8 range, -128 included (the kernel must sign-extend every byte).
+      const int8 = (rows: number, cols: number) => ({ rows, cols, q: Int8Array.from({ length: rows * cols }, () => Math.floor(rand() * 256) - 128), scales: bf16s((rows * cols) / 32, 0.01) });
+      const split = new WebGpuKernels(gpu.ctx, { maxWeightBufferBytes: 1024 }); // 128-byte rows: parts of 8 rows
+      for (const [rows, n, kk] of [[1, 37, 64], [5, 70, 256], [9, 3, 32], [3, 21, 128]]) {
+        const w = int8(n, kk);
+        const x = floats(rows * kk);
+        for (const g of kk === 128 ? [gpu, split] : [gpu]) {
+          await agree(g, async (k) => {
+            const out = k.tensor(rows * n);
+            k.matmul(out, k.uploadF32(x), k.uploadInt8(w), rows);
+            return readAll(k, out);
+          });
+        }
+      }
+      expect((split.uploadInt8(int8(21, 128)) as unknown as { parts: unknown[] }).parts).toHaveLength(3);
+    });
+
     it.skipIf(!gpu.ctx.shaderF16)('int4 matmul with f16 products (opt-in W4A16), within f16 tolerance', async () => {
       const half = new WebGpuKernels(gpu.ctx, { halfInt4: true });
       for (const [rows, n, kk] of [[1, 37, 64], [6, 20, 128]]) {

@@ -71,3 +71,43 @@ void scatter_add_rows(float *out, const float *src, const int32_t *idx, const fl
     for (; k < dim; k++) o[k] += weights[i] * s[k];
   }
 }
+
+// Greedy sampling's argmax, row by row: out[i] = index of the largest value of row rowIdx[i] of x
+// (width V), ties to the lower index, as model/sampler.ts `argmax`; -1 when the row holds a NaN or its
+// maximum is ±Infinity, so the caller can take the host path that says which. Written to split rows
+// across threads, but the backend runs it on one (see wasm-kernels.ts `argmaxRows`).
+// Per lane: the running maximum and the first index reaching it; `>` (not `>=`) keeps the earlier one.
+EXPORT(argmax_rows)
+void argmax_rows(int32_t *out, const float *x, const int32_t *rowIdx, int n, int V, int tid, int nth) {
+  int lo, hi;
+  split(n, tid, nth, &lo, &hi);
+  for (int i = lo; i < hi; i++) {
+    const float *row = x + (long)rowIdx[i] * V;
+    v128_t best = wasm_f32x4_splat(-__builtin_inff()), bestIdx = wasm_i32x4_splat(0);
+    v128_t idx = wasm_i32x4_make(0, 1, 2, 3), four = wasm_i32x4_splat(4), nan = wasm_i32x4_splat(0);
+    int k = 0;
+    for (; k + 4 <= V; k += 4) {
+      v128_t v = wasm_v128_load(row + k);
+      v128_t gt = wasm_f32x4_gt(v, best);
+      best = wasm_v128_bitselect(v, best, gt);
+      bestIdx = wasm_v128_bitselect(idx, bestIdx, gt);
+      nan = wasm_v128_or(nan, wasm_f32x4_ne(v, v));
+      idx = wasm_i32x4_add(idx, four);
+    }
+    float m = -__builtin_inff();
+    int at = 0;
+    for (int l = 0; l < 4; l++) {
+      float bl = ((float *)&best)[l];
+      int il = ((int32_t *)&bestIdx)[l];
+      if (bl > m || (bl == m && il < at)) { m = bl; at = il; }
+    }
+    int bad = wasm_v128_any_true(nan);
+    for (; k < V; k++) {
+      float v = row[k];
+      if (v > m) { m = v; at = k; }
+      if (v != v) bad = 1;
+    }
+    // All -Infinity leaves m = -Infinity: no token can be sampled, as +Infinity or a NaN cannot.
+    out[i] = bad || m == __builtin_inff() || m == -__builtin_inff() ? -1 : at;
+  }
+}

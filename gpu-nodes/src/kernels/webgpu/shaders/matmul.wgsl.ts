@@ -1,5 +1,6 @@
 /**
- * W·x for int4 (group 32, compressed-tensors packing, used as uploaded: no repack) and bf16 weights.
+ * W·x for int4 (group 32, compressed-tensors packing, used as uploaded: no repack), int8 (group 32, four
+ * weights per u32, see kernels.ts) and bf16 weights.
  *
  * One workgroup per output feature n and per tile of ROW_TILE token rows: each thread walks a strided
  * slice of the weight row, dequantizes it once and applies it to all rows of the tile, so a decode step
@@ -25,6 +26,8 @@ export const ROW_TILE = 4;
 
 export interface MatmulVariant {
   int4: boolean;
+  /** int8 weights (not with int4): f32 products like bf16, half its bytes. */
+  int8?: boolean;
   subgroups: boolean;
   /** 1 for decode (plain GEMV, scalar accumulators) or ROW_TILE for batches. */
   tile: 1 | typeof ROW_TILE;
@@ -34,8 +37,9 @@ export interface MatmulVariant {
   grouped?: boolean;
 }
 
-export function matmulShader({ int4, subgroups, tile, half = false, grouped = false }: MatmulVariant): string {
+export function matmulShader({ int4, int8 = false, subgroups, tile, half = false, grouped = false }: MatmulVariant): string {
   if (half && !int4) throw new Error('matmulShader: the f16 variant is int4-only');
+  if (int8 && (int4 || grouped)) throw new Error('matmulShader: int8 is its own weight format and never an expert slab');
   const enable = `${subgroups ? 'enable subgroups;' : ''}${half ? 'enable f16;' : ''}`;
   const acc16 = tile === 1 ? 'f16' : 'vec4<f16>';
   const dot8 = half
@@ -50,8 +54,21 @@ export function matmulShader({ int4, subgroups, tile, half = false, grouped = fa
       let wv = (f32((word >> (4u * j)) & 15u) - 8.0) * scale;
       acc += wv * xs(kb + j);
     }`;
-  const scalesBinding = int4 ? '@group(0) @binding(4) var<storage, read> ws: array<u32>;' : '';
-  const body = int4
+  const scalesBinding = int4 || int8 ? '@group(0) @binding(4) var<storage, read> ws: array<u32>;' : '';
+  const body = int8
+    ? /* wgsl */ `
+  let wordsPerRow = p.k / 4u;
+  let groupsPerRow = p.k / 32u;
+  for (var w = lid; w < wordsPerRow; w += WG) {
+    let word = bitcast<i32>(wq[wBase + n * wordsPerRow + w]);
+    let sIdx = sBase + n * groupsPerRow + w / 8u; // 8 words of 4 bytes = one 32-group
+    let scale = bf16((ws[sIdx >> 1u] >> ((sIdx & 1u) * 16u)) & 0xffffu);
+    let kb = w * 4u;
+    for (var j = 0u; j < 4u; j++) {
+      acc += f32(extractBits(word, 8u * j, 8u)) * scale * xs(kb + j);
+    }
+  }`
+    : int4
     ? /* wgsl */ `
   let wordsPerRow = p.k / 8u;
   let groupsPerRow = p.k / 32u;
