@@ -6,11 +6,11 @@
  * tokens may share experts.
  */
 import { join } from 'node:path';
-import type { AttnSeq } from '../src/kernels/kernels.ts';
 import type { WasmKernels } from '../src/kernels/wasm-simd/wasm-kernels.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { Model, type StepBatch } from '../src/model/forward.ts';
 import { ensureModel } from '../src/model/make-model.ts';
+import { uniformStepBatch } from './uniform-batch.ts';
 
 const BLOCK = 16;
 const PROMPT = 8;
@@ -44,22 +44,8 @@ export async function decodeBench(kernels: WasmKernels, bandwidthGBs: number, wi
   const lines = ['| batch | tokens/s | median ms/step | weight MB/step | bound tokens/s | % of bound |', '|---|---|---|---|---|---|'];
   for (const batch of [1, 8]) {
     const perSeq = Math.ceil((PROMPT + steps + 8) / BLOCK);
-    const tables = Array.from({ length: batch }, (_, s) => Int32Array.from({ length: perSeq }, (_, i) => s * perSeq + i));
-    const seqs = (len: number, rows: number): AttnSeq[] => tables.map((blockTable, s) => ({ rowStart: s * rows, rowCount: rows, contextLen: len, blockTable }));
-    const step = (from: number, rows: number, tokenOf: (s: number, i: number) => number): StepBatch => {
-      const n = batch * rows;
-      const b: StepBatch = { tokens: new Int32Array(n), positions: new Int32Array(n), slots: new Int32Array(n), seqs: seqs(from + rows, rows), logitRows: new Int32Array(batch) };
-      for (let s = 0; s < batch; s++) {
-        for (let i = 0; i < rows; i++) {
-          const p = from + i;
-          b.tokens[s * rows + i] = tokenOf(s, i);
-          b.positions[s * rows + i] = p;
-          b.slots[s * rows + i] = tables[s][Math.floor(p / BLOCK)] * BLOCK + (p % BLOCK);
-        }
-        b.logitRows[s] = s * rows + rows - 1;
-      }
-      return b;
-    };
+    const step = (from: number, rows: number, tokenOf: (s: number, i: number) => number): StepBatch =>
+      uniformStepBatch({ batch, blockSize: BLOCK, blocksPerSeq: perSeq }, from, rows, tokenOf);
     await model.forward(step(0, PROMPT, (s, i) => 1000 + 17 * s + i)); // prefill
     let next = Array.from({ length: batch }, (_, s) => 500 + s);
     const argmax = (logits: Float32Array, s: number) => {

@@ -22,7 +22,6 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { AttnSeq } from '../src/kernels/kernels.ts';
 import { WebGpuKernels } from '../src/kernels/webgpu/backend.ts';
 import { acquireGpu, LAVAPIPE_ICD } from '../src/kernels/webgpu/device.ts';
 import { Model } from '../src/model/forward.ts';
@@ -30,6 +29,7 @@ import type { StepBatch } from '../src/model/forward.ts';
 import { ensureModel, PRESETS, scaleShape } from '../src/model/make-model.ts';
 import { stepWeightBytes } from './decode.ts';
 import { peakBandwidthGBs } from './gpu-peaks.ts';
+import { uniformStepBatch } from './uniform-batch.ts';
 
 const { values } = parseArgs({
   options: {
@@ -171,22 +171,8 @@ async function decode(dir: string): Promise<void> {
     `${(kernels.weightBytes / 2 ** 30).toFixed(2)} GiB of weights on the device, loaded in ${((Date.now() - t0) / 1000).toFixed(1)} s.`, '');
   say('| batch | tokens/s | median ms/step | weight MB read/step | bound tokens/s | % of bound |', '|---|---|---|---|---|---|');
   for (const batch of BATCHES) {
-    const tables = Array.from({ length: batch }, (_, s) => Int32Array.from({ length: perSeq }, (_, i) => s * perSeq + i));
-    const step = (from: number, rows: number, tokenOf: (s: number, i: number) => number): StepBatch => {
-      const n = batch * rows;
-      const seqs: AttnSeq[] = tables.map((blockTable, s) => ({ rowStart: s * rows, rowCount: rows, contextLen: from + rows, blockTable }));
-      const b: StepBatch = { tokens: new Int32Array(n), positions: new Int32Array(n), slots: new Int32Array(n), seqs, logitRows: new Int32Array(batch) };
-      for (let s = 0; s < batch; s++) {
-        for (let i = 0; i < rows; i++) {
-          const p = from + i;
-          b.tokens[s * rows + i] = tokenOf(s, i);
-          b.positions[s * rows + i] = p;
-          b.slots[s * rows + i] = tables[s][Math.floor(p / BLOCK)] * BLOCK + (p % BLOCK);
-        }
-        b.logitRows[s] = s * rows + rows - 1;
-      }
-      return b;
-    };
+    const step = (from: number, rows: number, tokenOf: (s: number, i: number) => number): StepBatch =>
+      uniformStepBatch({ batch, blockSize: BLOCK, blocksPerSeq: perSeq }, from, rows, tokenOf);
     const argmax = (logits: Float32Array, s: number) => {
       let best = 0;
       for (let v = 1; v < c.vocabSize; v++) if (logits[s * c.vocabSize + v] > logits[s * c.vocabSize + best]) best = v;

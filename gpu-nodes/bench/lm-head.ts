@@ -14,13 +14,13 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { AttnSeq } from '../src/kernels/kernels.ts';
 import { buildWasm } from '../src/kernels/wasm-simd/build.ts';
 import { WasmKernels } from '../src/kernels/wasm-simd/wasm-kernels.ts';
 import { Model, type StepBatch } from '../src/model/forward.ts';
 import { ensureModel } from '../src/model/make-model.ts';
 import { argmax } from '../src/model/sampler.ts';
 import type { LmHeadFormat } from '../src/model/weights.ts';
+import { uniformStepBatch } from './uniform-batch.ts';
 
 const { values: opts } = parseArgs({ options: { threads: { type: 'string', default: '2' }, steps: { type: 'string', default: '40' } } });
 const THREADS = Number(opts.threads);
@@ -45,20 +45,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const load0 = loadavg();
 
 function stepBatch(batch: number, from: number, rows: number, tokenOf: (s: number, i: number) => number): StepBatch {
-  const tables = Array.from({ length: batch }, (_, s) => Int32Array.from({ length: perSeq }, (_, i) => s * perSeq + i));
-  const seqs: AttnSeq[] = tables.map((blockTable, s) => ({ rowStart: s * rows, rowCount: rows, contextLen: from + rows, blockTable }));
-  const n = batch * rows;
-  const b: StepBatch = { tokens: new Int32Array(n), positions: new Int32Array(n), slots: new Int32Array(n), seqs, logitRows: new Int32Array(batch) };
-  for (let s = 0; s < batch; s++) {
-    for (let i = 0; i < rows; i++) {
-      const p = from + i;
-      b.tokens[s * rows + i] = tokenOf(s, i);
-      b.positions[s * rows + i] = p;
-      b.slots[s * rows + i] = tables[s][Math.floor(p / BLOCK)] * BLOCK + (p % BLOCK);
-    }
-    b.logitRows[s] = s * rows + rows - 1;
-  }
-  return b;
+  return uniformStepBatch({ batch, blockSize: BLOCK, blocksPerSeq: perSeq }, from, rows, tokenOf);
 }
 
 const rows: string[] = [];
