@@ -82,6 +82,17 @@ describe('greedy argmax on the device', () => {
     }
   });
 
+  it('a prompt prefilled in chunks, whose first steps sample nothing, gives the tokens of a one-step prefill', async () => {
+    // A fresh engine's first steps are chunks of the prompt with no logits rows: nothing to read or argmax.
+    const chunked = await loadEngine(MODEL_DIR, { kernels, modelId: 'k2-tiny', log: () => {}, maxTokensPerStep: 16, enablePrefixCaching: false, kvBlocks: 64 });
+    const whole = await loadEngine(MODEL_DIR, { kernels, modelId: 'k2-tiny', log: () => {}, enablePrefixCaching: false, kvBlocks: 64 });
+    for (const logprobs of [undefined, 0]) {
+      const [a, b] = [await generate(chunked, body(prompts[2], { logprobs })), await generate(whole, body(prompts[2], { logprobs }))];
+      expect(a.end).toMatchObject({ type: 'finish', finish_reason: 'length' });
+      expect(a.ids).toEqual(b.ids);
+    }
+  });
+
   it('a NaN logit fails the greedy request with the sampler’s reason on both paths', async () => {
     const engine = await loadEngine(nanDir, { kernels, modelId: 'k2-tiny', log: () => {}, lmHead: 'bf16', kvBlocks: 64 });
     const [device, host] = await Promise.all([generate(engine, body(prompts[0])), generate(engine, body(prompts[0], { logprobs: 0 }))]);

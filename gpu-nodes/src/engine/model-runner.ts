@@ -79,8 +79,9 @@ export class ModelRunner implements StepRunner {
         else onHost.push(r);
       } else onHost.push(r);
     }
-    // One copy when every row is wanted (contiguous), else one per row.
-    if (onHost.length === rows.length) await this.model.readLogits(0, rows.length, logits);
+    // One copy when every row is wanted (contiguous), else one per row; none for a step that sampled
+    // nothing (a prefill chunk has no logits to read).
+    if (rows.length > 0 && onHost.length === rows.length) await this.model.readLogits(0, rows.length, logits);
     else for (const { row } of onHost) await this.model.readLogits(row, 1, logits.subarray(row * V, (row + 1) * V));
     for (const { req, row } of onHost) {
       try {
