@@ -55,10 +55,10 @@ const THREADS = opts.threads ? Number(opts.threads) : availableParallelism();
  */
 const THREAD_COUNTS = [...new Set([1, THREADS])];
 /**
- * A thread count that reaches under a quarter of the better one's tok/s at some level is collapsing on
- * a busy machine (spinning threads); it is not run again (at 32 streams it would take many minutes).
+ * A thread count (of either side) that reaches under a quarter of its side's better tok/s in a row is
+ * collapsing on a busy machine (waiting threads); it is not run again (at 32 streams it would take minutes).
  */
-const PEER_COLLAPSED = 0.25;
+const COLLAPSED = 0.25;
 const peerDropped = new Set<number>();
 
 const PROMPT_TOKENS = 64;
@@ -192,12 +192,12 @@ function percentile(xs: number[], p: number): number {
 const ms = (x: number) => (x < 10 ? x.toFixed(1) : x.toFixed(0));
 
 /**
- * After a row, a thread count (of either side) that reached under PEER_COLLAPSED of its side's better
+ * After a row, a thread count (of either side) that reached under COLLAPSED of its side's better
  * figure is dropped from the later rows.
  */
 function dropCollapsed(figures: (number | null)[], dropped: Set<number>): void {
   const best = bestOf(figures);
-  figures.forEach((x, i) => x !== null && x < PEER_COLLAPSED * best && dropped.add(THREAD_COUNTS[i]));
+  figures.forEach((x, i) => x !== null && x < COLLAPSED * best && dropped.add(THREAD_COUNTS[i]));
 }
 const oursDropped = new Set<number>();
 const loadBefore = loadavg();
@@ -335,7 +335,7 @@ const lines = [
     ? `llama.cpp column ${peerSkipped}.`
     : `llama.cpp (node-llama-cpp, prebuilt CPU libraries, in-process) runs a GGUF written by gpu-nodes/bench/k2-to-gguf.ts (routed experts Q4_0 from our int4 codes, the rest BF16/F32). Logits check against our reference kernels over ${check!.positions} positions: top-1 ${check!.top1Agree}/${check!.positions}, max |diff| / max |logit| per position median ${check!.medianRelDiff.toExponential(2)}, worst ${check!.maxRelDiff.toExponential(2)}.`,
   '',
-  `Both sides run at ${THREAD_COUNTS.map(threadsLabel).join(' and ')} (ours: one node process per thread count) and each is credited with its better figure per row (in bold); a thread count under ${PEER_COLLAPSED} of its side's better figure in a row is dropped from the later rows. 1 stream: ${SINGLE_REQUESTS} requests one after another, ${PROMPT_TOKENS}-token prompts, ${SINGLE_TOKENS} output tokens, the same for both; decode tok/s per request (tokens after the first over first-to-last token time), median (p25–p75).`,
+  `Both sides run at ${THREAD_COUNTS.map(threadsLabel).join(' and ')} (ours: one node process per thread count) and each is credited with its better figure per row (in bold); a thread count under ${COLLAPSED} of its side's better figure in a row is dropped from the later rows. 1 stream: ${SINGLE_REQUESTS} requests one after another, ${PROMPT_TOKENS}-token prompts, ${SINGLE_TOKENS} output tokens, the same for both; decode tok/s per request (tokens after the first over first-to-last token time), median (p25–p75).`,
   '',
   `| workload | ${THREAD_COUNTS.map((t) => `ours (HTTP), ${threadsLabel(t)}`).join(' | ')} | ${THREAD_COUNTS.map((t) => `llama.cpp, ${threadsLabel(t)}`).join(' | ')} | ours / llama.cpp, better of each |`,
   `|---|${THREAD_COUNTS.map(() => '---:|').join('')}${THREAD_COUNTS.map(() => '---:|').join('')}---:|`,
