@@ -7,6 +7,7 @@
  *   so a speed figure is only reported for a peer that computes the same model.
  * - `sweep` runs N sequences at once, each a fresh prompt then greedy decode; node-llama-cpp batches
  *   the sequences' tokens into one llama_decode per step, as our engine batches its running requests.
+ * - `sequential` runs one stream's requests one after another and times each (first token, decode rate).
  * - `prefill` times one long prompt.
  * All in-process (no HTTP): the llama.cpp column is its engine alone. The thread count is per call:
  * ggml's threads spin while waiting for each other, which on a machine shared with other work can
@@ -22,6 +23,13 @@ export interface SweepResult {
   sequences: number;
   tokens: number;
   wallS: number;
+}
+
+/** One request of a single stream: time to its first token, and decode tok/s from its first token to its last. */
+export interface RequestRate {
+  tokens: number;
+  ttftMs: number;
+  decodeTokS: number;
 }
 
 export interface LogitsCheck {
@@ -91,6 +99,36 @@ export class LlamaCppModel {
         }),
       );
       return { sequences, tokens: counts.reduce((a, b) => a + b, 0), wallS: (performance.now() - t0) / 1000 };
+    } finally {
+      await ctx.dispose();
+    }
+  }
+
+  /**
+   * One stream: each prompt in turn on a fresh history, decoded greedily for `maxTokens`. Per request,
+   * the time to its first token and its decode rate (tokens after the first over the time from the
+   * first to the last), as the serving benchmark measures our node's requests.
+   */
+  async sequential(threads: number, prompts: number[][], maxTokens: number): Promise<RequestRate[]> {
+    const longest = Math.max(...prompts.map((p) => p.length));
+    const ctx = await this.model.createContext({ contextSize: longest + maxTokens + 16, sequences: 1, threads, batchSize: 512 });
+    try {
+      const [seq] = await warmUp(ctx, 1);
+      const rates: RequestRate[] = [];
+      for (const p of prompts) {
+        await seq.clearHistory();
+        const t0 = performance.now();
+        let first = 0;
+        let last = 0;
+        let got = 0;
+        for await (const _token of seq.evaluate(p as Token[], { temperature: 0 })) {
+          last = performance.now();
+          if (++got === 1) first = last;
+          if (got >= maxTokens) break;
+        }
+        rates.push({ tokens: got, ttftMs: first - t0, decodeTokS: (got - 1) / ((last - first) / 1000) });
+      }
+      return rates;
     } finally {
       await ctx.dispose();
     }
