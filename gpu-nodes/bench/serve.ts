@@ -31,10 +31,11 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { GenerateRequest, NodeEvent } from '../../shared/protocol.ts';
+import type { GenerateRequest } from '../../shared/protocol.ts';
 import { ensureModel } from '../src/model/make-model.ts';
 import { convertToGguf } from './k2-to-gguf.ts';
 import { LlamaCppModel, logitsCheck, type LogitsCheck, type RequestRate } from './llama-cpp-model.ts';
+import { NodeEventReader } from '../../shared/node-event-reader.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MODEL_DIR = fileURLToPath(new URL('../../models/k2-tiny', import.meta.url));
@@ -154,25 +155,15 @@ async function generate(node: OurNode, tokens: number[], maxTokens: number, salt
   const t0 = performance.now();
   const res = await fetch(`${node.base}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   if (!res.ok) throw new Error(`generate: HTTP ${res.status} ${await res.text()}`);
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
+  const events = new NodeEventReader(res.body!);
   const arrivals: number[] = [];
-  let buf = '';
   let cachedTokens = 0;
   let completionTokens = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const e = JSON.parse(buf.slice(0, nl)) as NodeEvent;
-      buf = buf.slice(nl + 1);
-      if (e.type === 'start') cachedTokens = e.cached_tokens;
-      else if (e.type === 'tokens') for (let i = 0; i < e.token_ids.length; i++) arrivals.push(performance.now());
-      else if (e.type === 'finish') completionTokens = e.usage.completion_tokens;
-      else throw new Error(`generate: ${e.code}: ${e.message}`);
-    }
+  for (let e = await events.next(); e; e = await events.next()) {
+    if (e.type === 'start') cachedTokens = e.cached_tokens;
+    else if (e.type === 'tokens') for (let i = 0; i < e.token_ids.length; i++) arrivals.push(performance.now());
+    else if (e.type === 'finish') completionTokens = e.usage.completion_tokens;
+    else throw new Error(`generate: ${e.code}: ${e.message}`);
   }
   const itlMs = arrivals.slice(1).map((t, i) => t - arrivals[i]);
   return { ttftMs: arrivals[0] - t0, itlMs, completionTokens, cachedTokens };

@@ -17,9 +17,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { signNodeRequest } from '../../shared/node-auth.ts';
-import { PROTOCOL_HEADER, PROTOCOL_VERSION, type GenerateRequest, type NodeEvent, type NodeLoad } from '../../shared/protocol.ts';
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, type GenerateRequest, type NodeLoad } from '../../shared/protocol.ts';
 import { defaultTenantCap } from '../../gpu-nodes/src/engine/scheduler.ts';
 import { ensureTinyModel, startLocalNode, type LocalNode } from '../../scripts/local-node.ts';
+import { NodeEventReader } from '../../shared/node-event-reader.ts';
 
 const { values } = parseArgs({
   options: {
@@ -60,22 +61,13 @@ async function generate(node: LocalNode, tenant: string, maxTokens: number, prom
   });
   if (!res.ok) throw new Error(`node answered ${res.status}: ${await res.text()}`);
   let ttft = NaN;
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const ev = JSON.parse(buf.slice(0, nl)) as NodeEvent;
-      buf = buf.slice(nl + 1);
-      if (ev.type === 'tokens') {
-        if (Number.isNaN(ttft)) ttft = performance.now() - t0;
-        onTokens?.(ev.token_ids.length);
-      }
-      if (ev.type === 'error') throw new Error(ev.message);
+  const events = new NodeEventReader(res.body!);
+  for (let ev = await events.next(); ev; ev = await events.next()) {
+    if (ev.type === 'tokens') {
+      if (Number.isNaN(ttft)) ttft = performance.now() - t0;
+      onTokens?.(ev.token_ids.length);
     }
+    if (ev.type === 'error') throw new Error(ev.message);
   }
   return ttft;
 }
