@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { ensureTinyModel, REPO_ROOT, startLocalNode } from '../../scripts/local-node.ts';
 import { signNodeRequest } from '../../shared/node-auth.ts';
 import type { GenerateRequest } from '../../shared/protocol.ts';
+import { NodeEventReader } from '../../shared/node-event-reader.ts';
 
 const { values: opts } = parseArgs({
   options: {
@@ -64,23 +65,15 @@ async function stream(s: number): Promise<void> {
       // Unique per request so the prefix cache does not shorten any prefill.
       prompt_token_ids: Array.from({ length: PROMPT_TOKENS }, (_, i) => 1000 + ((n * 7919 + i * 31) % 90000)),
       sampling: { max_tokens: MAX_TOKENS, temperature: 0, top_p: 1, stop_token_ids: [], stop: [] },
+      // A tenant per stream: one tenant may run only part of the batch, and the batch is to be full.
+      tenant: `stream-${s}`,
     };
     const body = JSON.stringify(req);
     const res = await fetch(`${node.url}/v1/generate`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...(await signNodeRequest({ method: 'POST', path: '/v1/generate', body, secret: node.secret })) } });
     if (!res.ok) throw new Error(`generate: ${res.status} ${await res.text()}`);
-    const reader = res.body!.getReader();
-    const decoder = new TextDecoder();
-    let buf = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const ev = JSON.parse(buf.slice(0, nl)) as { type: string; token_ids?: number[] };
-        if (ev.type === 'tokens') generated += ev.token_ids!.length;
-        buf = buf.slice(nl + 1);
-      }
+    const events = new NodeEventReader(res.body!);
+    for (let ev = await events.next(); ev; ev = await events.next()) {
+      if (ev.type === 'tokens') generated += ev.token_ids.length;
     }
   }
 }
