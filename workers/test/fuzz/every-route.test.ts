@@ -14,6 +14,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { CONTROL_MAX_BODY_BYTES, MAX_BODY_BYTES, WEBHOOK_MAX_BODY_BYTES } from '../../src/middleware/body-size.ts';
 import { adminFetch, createTenant, eventually, type OrgReconciliation, type Tenant, useTestNode } from '../fixtures.ts';
 import { callWorker, chargeRefunded, checkoutCompleted, stripeEnv, topUpSession, WEBHOOK_SECRET } from '../stripe-events.ts';
+import { type Answer, readAnswer } from './answer.ts';
 
 type Shape = 'openai' | 'anthropic';
 type Auth = 'key' | 'admin' | 'none' | 'stripe';
@@ -113,12 +114,6 @@ const EDGE_NUMBERS = ['-0', '0', '-1', '9007199254740991', '-9007199254740991', 
 /** The same kinds, fewer of them, where a served one costs a generation on the node. */
 const EDGE_NUMBERS_GENERATING = ['-0', '9007199254740991', '-9007199254740991', '5e-324'];
 
-interface Answer {
-  status: number;
-  body: unknown;
-  contentType: string;
-}
-
 function pathOf(route: Route): string {
   return route.path.replace(':orgId', other.orgId).replace(':keyId', other.keyId);
 }
@@ -138,14 +133,7 @@ async function send(route: Route, body: string | ReadableStream<Uint8Array>): Pr
     await res.body?.cancel();
     return { status: res.status, body: '(served as a stream; hung up)', contentType: res.headers.get('content-type')! };
   }
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // Left as text: the assertion then shows what came back.
-  }
-  return { status: res.status, body: parsed, contentType: res.headers.get('content-type') ?? '' };
+  return readAnswer(res);
 }
 
 function label(route: Route, sent: string): string {

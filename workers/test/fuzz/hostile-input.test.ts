@@ -12,6 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { k2TinyTokenizer, renderChat, renderChatSegments, type ChatMessage } from '../../../shared/tokenizer/index.ts';
 import { MAX_BODY_BYTES } from '../../src/middleware/body-size.ts';
 import { adminFetch, createTenant, type Tenant } from '../fixtures.ts';
+import { type Answer, readAnswer } from './answer.ts';
 
 const BASE = 'https://edge.test';
 /** A model of our own, with a tiny context, served by a pool whose only node is dead. */
@@ -36,32 +37,19 @@ beforeAll(async () => {
   await adminFetch(`/organizations/${tenant.orgId}/limits`, { rpm: 1_000_000, tpm: 1_000_000_000, concurrency: 1000 }, 'PUT');
 });
 
-interface Sent {
-  status: number;
-  body: unknown;
-  contentType: string;
-}
-
 /** POSTs and reads the whole answer, failing (not hanging) after 10 s. */
-async function send(path: string, body: string | Uint8Array, headers: Record<string, string> = {}): Promise<Sent> {
+async function send(path: string, body: string | Uint8Array, headers: Record<string, string> = {}): Promise<Answer> {
   const res = await SELF.fetch(`${BASE}/v1${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${tenant.key}`, 'content-type': 'application/json', ...headers },
     body,
     signal: AbortSignal.timeout(10_000),
   });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // Left as text: the assertion below then reports what came back.
-  }
-  return { status: res.status, body: parsed, contentType: res.headers.get('content-type') ?? '' };
+  return readAnswer(res);
 }
 
 /** A 4xx whose body is exactly {error:{message,type,param,code}}, as JSON (never SSE). */
-function expectClientError(r: Sent, what: unknown) {
+function expectClientError(r: Answer, what: unknown) {
   const label = JSON.stringify(what).slice(0, 300);
   expect(r.status, `${label} → ${JSON.stringify(r.body).slice(0, 300)}`).toBeGreaterThanOrEqual(400);
   expect(r.status, label).toBeLessThan(500);
